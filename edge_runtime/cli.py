@@ -1,0 +1,189 @@
+"""The ``edge-runtime`` command: subcommands and exit codes.
+
+Exit codes: 0 ok, 64 usage, 66 input missing/unreadable, 69 backend unavailable,
+78 configuration error, 1 unexpected. User errors print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+from edge_runtime import __version__
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, ExitCode, InputError, UsageError
+
+if TYPE_CHECKING:
+    from edge_runtime.types import Image
+
+PROG = "edge-runtime"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors with exit code 64 instead of 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Inference daemon for edge devices: frames and "
+                     "sensor readings -> int8 TFLite models -> MQTT.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the daemon (the bundled demo without --config)")
+    run.add_argument("--config", type=Path, help="config file (YAML)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set mqtt.port=1884 (repeatable)")
+
+    check = sub.add_parser("check-config", help="validate a config exactly as start-up does")
+    check.add_argument("config", type=Path)
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    inspect = sub.add_parser("inspect", help="describe a .tflite model")
+    inspect.add_argument("model", type=Path)
+    inspect.add_argument("--backend", choices=["auto", "litert", "tflite-runtime"],
+                         default="auto")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    predict = sub.add_parser("predict", help="run one image through a configured pipeline")
+    predict.add_argument("--config", type=Path, required=True)
+    predict.add_argument("--input", type=Path, required=True, help="image file")
+    predict.add_argument("--pipeline", help="pipeline name (default: the first)")
+    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return int(_dispatch(args))
+    except EdgeRuntimeError as err:
+        _print_error(err)
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        return int(ExitCode.OK)
+
+
+def _print_error(err: EdgeRuntimeError) -> None:
+    if isinstance(err, ConfigError) and err.problems:
+        for line in err.problems:
+            print(f"{PROG}: error: {line}", file=sys.stderr)
+        if err.hint:
+            print(f"{PROG}: hint: {err.hint}", file=sys.stderr)
+    else:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "run":
+        return _run(args)
+    if command == "check-config":
+        return _check_config(args)
+    if command == "inspect":
+        return _inspect(args)
+    if command == "predict":
+        return _predict(args)
+    raise UsageError(f"unknown command {command}")
+
+
+def _load(path: Path | None, overrides: list[str]) -> Any:
+    from edge_runtime.config import load_config
+
+    return load_config(path, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_runtime.bundled import demo_config
+    from edge_runtime.logs import setup_logging
+    from edge_runtime.supervisor import Daemon
+
+    path: Path = args.config or demo_config()
+    config = _load(path, args.set)
+    setup_logging(config.log_level)
+    return Daemon(config, path).run()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge_runtime.pipeline import load_all_stages
+
+    config = _load(args.config, args.set)
+    load_all_stages(config)
+    names = ", ".join(p.name for p in config.pipelines)
+    print(f"{args.config}: ok ({len(config.pipelines)} pipeline(s): {names})")
+    return int(ExitCode.OK)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from edge_runtime.runners import TFLiteRunner, read_model
+
+    model = read_model(args.model)
+    runner = TFLiteRunner(model, backend=args.backend, threads=1)
+    info = runner.info
+    report: dict[str, Any] = {
+        "path": str(model.path), "size_bytes": model.size, "sha256": model.sha256,
+        "backend": info.backend, "xnnpack": info.xnnpack,
+        "inputs": [s.describe() for s in runner.inputs],
+        "outputs": [s.describe() for s in runner.outputs],
+        "operators": runner.operator_counts(),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return int(ExitCode.OK)
+    print(f"model     {model.path}")
+    print(f"size      {model.size} bytes")
+    print(f"sha256    {model.sha256}")
+    print(f"backend   {info.backend} (XNNPACK {'on' if info.xnnpack else 'not seen'})")
+    for kind in ("inputs", "outputs"):
+        for spec in report[kind]:
+            quant = (f"scale {spec['scale']:.6g} zero_point {spec['zero_point']}"
+                     if spec["scale"] else "not quantized")
+            print(f"{kind[:-1]:<9} {spec['name']}: {spec['shape']} {spec['dtype']} ({quant})")
+    ops = ", ".join(f"{name} x{count}" for name, count in report["operators"].items())
+    print(f"operators {ops}")
+    return int(ExitCode.OK)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import time
+
+    import cv2
+
+    from edge_runtime.pipeline import ModelStages, resolve_threads
+    from edge_runtime.publishing.payload import payload_body
+
+    config = _load(args.config, args.set)
+    pipelines = {p.name: p for p in config.pipelines}
+    if args.pipeline is not None and args.pipeline not in pipelines:
+        raise UsageError(f"no pipeline named '{args.pipeline}' in {args.config} "
+                         f"(have: {', '.join(pipelines)})")
+    pipeline = pipelines[args.pipeline] if args.pipeline else config.pipelines[0]
+    if not args.input.is_file():
+        raise InputError(f"input image {args.input} does not exist")
+    image = cast("Image", cv2.imread(str(args.input), cv2.IMREAD_COLOR))
+    if image is None:
+        raise InputError(f"input image {args.input} cannot be decoded (not an image OpenCV "
+                         "reads?)")
+    stages = ModelStages.load(pipeline, resolve_threads(pipeline.model.threads, 1))
+    result = stages.process(image)
+    result = type(result)(0, time.time(), args.input.name, result.predictions, result.times,
+                          result.extra)
+    body = payload_body(device=config.device_id, pipeline=pipeline.name,
+                        task=stages.postprocessor.task, model_name=stages.model.name,
+                        model_sha256=stages.model.sha256, result=result)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        best = ", ".join(f"{p.label} {p.score:.3f}" for p in result.predictions) or "nothing"
+        print(f"{args.input.name}: {best} ({result.times.inference:.2f} ms inference)")
+    return int(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure tensor math: preprocessing, quantization, postprocessing. No I/O here."""

@@ -1,0 +1,1 @@
+"""Where results become messages and leave: payloads, the durable outbox, the MQTT link."""

@@ -1,0 +1,45 @@
+"""The ``FrameSource`` seam and the frame-rate pacing every source shares."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from edge_runtime.types import Frame
+
+
+class FrameSource(Protocol):
+    """Something that yields frames: a camera, a stream, a file, a folder, a generator."""
+
+    description: str  # for logs and errors; never contains credentials
+    live: bool  # True: frames arrive in real time and stale ones may be dropped
+
+    def open(self) -> None:
+        """Open the device or file; raise SourceError with a clear message if it cannot."""
+        ...
+
+    def read(self) -> Frame | None:
+        """Block until the next frame; None at the end of a finite source."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class Pacer:
+    """Caps a loop at ``fps`` on the monotonic clock without drifting."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.period = 1.0 / fps if fps else 0.0
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.period:
+            return
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+            now = self._next
+        following = self._next + self.period
+        # behind schedule (or first call): restart the schedule instead of bursting to catch up
+        self._next = following if following > now else now + self.period

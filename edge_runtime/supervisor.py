@@ -1,0 +1,134 @@
+"""The daemon: builds everything from the config, runs the pipelines, shuts down cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge_runtime.config.schema import Config, PipelineConfig
+from edge_runtime.errors import ConfigError, SourceError
+from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
+from edge_runtime.publishing.mqtt import MqttLink
+from edge_runtime.publishing.outbox import Outbox
+from edge_runtime.publishing.payload import encode_payload, payload_body
+from edge_runtime.types import Result
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 10.0  # pipelines finishing frames already captured
+DRAIN_TIMEOUT_S = 5.0  # unacknowledged messages after the pipelines stopped
+SUPERVISE_INTERVAL_S = 0.5
+STATS_LOG_INTERVAL_S = 300.0
+
+
+@dataclass
+class OutboxSink:
+    """Turns results into payloads and commits them to the outbox."""
+
+    config: Config
+    outbox: Outbox
+
+    def submit(self, pipeline: PipelineConfig, stages: ModelStages, result: Result) -> None:
+        body = payload_body(device=self.config.device_id, pipeline=pipeline.name,
+                            task=stages.postprocessor.task, model_name=stages.model.name,
+                            model_sha256=stages.model.sha256, result=result)
+        qos = pipeline.output.qos if pipeline.output.qos is not None else self.config.mqtt.qos
+        self.outbox.enqueue(pipeline.name, self.config.predictions_topic(pipeline), qos,
+                            lambda seq: encode_payload(body, seq))
+
+
+def open_outbox(config: Config) -> Outbox:
+    try:
+        return Outbox(config.state_dir, max_messages=config.outbox.max_messages,
+                      max_bytes=config.outbox.max_bytes, drop_policy=config.outbox.drop_policy)
+    except PermissionError as err:
+        raise ConfigError(f"state_dir {config.state_dir} is not writable ({err.strerror})",
+                          hint="set state_dir to a writable directory, or run as a user that "
+                          "owns it") from err
+
+
+class Daemon:
+    """Owns the outbox, the broker link and the pipelines."""
+
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self._stop = threading.Event()
+        stages = load_all_stages(config)
+        self.outbox = open_outbox(config)
+        sink = OutboxSink(config, self.outbox)
+        self.pipelines = [Pipeline(p, s, sink) for p, s in zip(config.pipelines, stages,
+                                                                 strict=True)]
+        self.link = MqttLink(config, self.outbox)
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT or until every (finite) source has ended."""
+        self._install_signals()
+        try:
+            for pipeline in self.pipelines:
+                pipeline.open_source()
+        except SourceError:
+            self.outbox.close()
+            raise
+        for pipeline in self.pipelines:
+            info = pipeline.stages.runner.info
+            log.info("pipeline %s: %s -> model %s (sha256 %s…) on %s, %d thread(s), "
+                     "XNNPACK %s", pipeline.name, pipeline.source.description,
+                     pipeline.stages.model.path.name, pipeline.stages.model.sha256[:12],
+                     info.backend, info.threads, "on" if info.xnnpack else "not seen")
+        self.link.start()
+        for pipeline in self.pipelines:
+            pipeline.start()
+        last_stats = time.monotonic()
+        while not self._stop.wait(SUPERVISE_INTERVAL_S):
+            if all(p.done for p in self.pipelines):
+                log.info("all sources ended; shutting down")
+                break
+            if time.monotonic() - last_stats >= STATS_LOG_INTERVAL_S:
+                last_stats = time.monotonic()
+                self._log_stats()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        for pipeline in self.pipelines:
+            pipeline.stop()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for pipeline in self.pipelines:
+            if not pipeline.join(max(0.0, deadline - time.monotonic())):
+                log.warning("pipeline %s did not stop within %.0f s", pipeline.name,
+                            STOP_TIMEOUT_S)
+        self.link.stop(DRAIN_TIMEOUT_S)
+        left = self.outbox.stats.depth
+        if left:
+            log.info("%d message(s) stay in the outbox for the next start", left)
+        self.outbox.close()
+        failed = [p for p in self.pipelines if p.state == "failed"]
+        return 1 if failed else 0
+
+    def _log_stats(self) -> None:
+        for pipeline in self.pipelines:
+            snap = pipeline.snapshot()
+            log.info("pipeline %s: %d results, %d dropped frames, inference p50 %.2f ms",
+                     pipeline.name, snap["results"], snap["dropped_frames"],
+                     snap["latency_ms"]["inference"]["p50"])
+        log.info("mqtt: %s; outbox depth %d", self.link.status.state, self.outbox.stats.depth)
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)

@@ -1,0 +1,122 @@
+"""Value types that travel along the data path.
+
+source -> Frame -> preprocess -> tensor -> runner -> outputs -> postprocess -> Result -> payload
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]  # (H, W, 3) BGR or (H, W) gray, as OpenCV returns them
+
+
+@dataclass(frozen=True, slots=True)
+class QuantParams:
+    """Affine quantization of a tensor: real = (q - zero_point) * scale.
+
+    ``scale == 0`` means the tensor is not quantized (float model).
+    """
+
+    scale: float
+    zero_point: int
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """Name, shape, dtype and quantization of one model input or output."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    quant: QuantParams
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            "scale": self.quant.scale,
+            "zero_point": self.quant.zero_point,
+        }
+
+
+@dataclass(slots=True)
+class Frame:
+    """One captured frame.
+
+    Sources that read compressed data set ``encoded`` and ``decoder`` so the frame is
+    decoded only if it is going to be inferred (latest-frame-wins drops the rest).
+    """
+
+    number: int
+    capture_ts: float  # wall clock, Unix seconds: goes into the payload
+    capture_mono: float  # monotonic seconds: used for latency and stall detection
+    image: Image | None = None
+    encoded: bytes | None = None
+    decoder: Callable[[bytes], Image] | None = None
+    filename: str | None = None
+
+    def pixels(self) -> Image:
+        """The decoded image, decoding once on first use."""
+        if self.image is None:
+            if self.encoded is None or self.decoder is None:
+                raise ValueError(f"frame {self.number} has neither pixels nor encoded data")
+            self.image = self.decoder(self.encoded)
+            self.encoded = None
+        return self.image
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One class of a classification result."""
+
+    index: int
+    label: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Milliseconds spent in each stage for one frame."""
+
+    capture_wait: float = 0.0
+    decode: float = 0.0
+    preprocess: float = 0.0
+    inference: float = 0.0
+    postprocess: float = 0.0
+    total: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "capture_wait": round(self.capture_wait, 3),
+            "decode": round(self.decode, 3),
+            "preprocess": round(self.preprocess, 3),
+            "inference": round(self.inference, 3),
+            "postprocess": round(self.postprocess, 3),
+            "total": round(self.total, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A postprocessed model output for one frame, ready to become a payload."""
+
+    frame_number: int
+    capture_ts: float
+    filename: str | None
+    predictions: tuple[Classification, ...]
+    times: StageTimes = field(default_factory=StageTimes)
+    extra: dict[str, Any] = field(default_factory=dict)
