@@ -132,9 +132,9 @@ def _apply_override(data: dict[str, Any], path: KeyPath, value: Any,
             raise ConfigError("bad --set", problems=[
                 f"--set: {_dotted(path)}: '{part}' does not fit the config structure"])
     last = path[-1]
-    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):  # noqa: SIM114
         node[last] = value
-    elif isinstance(node, dict) and isinstance(last, str):  # noqa: SIM114 - distinct types
+    elif isinstance(node, dict) and isinstance(last, str):
         node[last] = value
     else:
         raise ConfigError("bad --set", problems=[
