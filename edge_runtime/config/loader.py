@@ -14,10 +14,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from edge_runtime.config.schema import Config
+from edge_runtime.config.schema import Config, variant_tags
 from edge_runtime.errors import ConfigError, InputError
 
 KeyPath = tuple[str | int, ...]
+VARIANT_TAGS, VARIANT_PARENTS = variant_tags()
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -159,11 +160,10 @@ def _format_validation(err: ValidationError, lines: dict[KeyPath, Located]) -> l
 
 
 def _strip_variant_tags(loc: KeyPath) -> KeyPath:
-    variant_tags = {"camera", "video", "images", "synthetic", "classify"}
+    """Drop the tag pydantic inserts after a discriminated union (``source.camera.fps``)."""
     out: list[str | int] = []
     for i, part in enumerate(loc):
-        if (isinstance(part, str) and part in variant_tags and i > 0
-                and loc[i - 1] in ("source", "task")):
+        if i > 0 and part in VARIANT_TAGS and loc[i - 1] in VARIANT_PARENTS:
             continue
         out.append(part)
     return tuple(out)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -228,6 +229,33 @@ class Config(Strict):
 
     def status_topic(self) -> str:
         return f"{self.mqtt.topic_prefix}/{self.device_id}/status"
+
+
+def variant_tags() -> tuple[frozenset[str], frozenset[str]]:
+    """(every ``type`` value of a discriminated union, the keys holding such unions).
+
+    pydantic puts the selected variant's tag into error locations; the loader drops it so
+    errors name the YAML path.
+    """
+    tags: set[str] = set()
+    parents: set[str] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        for name, info in model.model_fields.items():
+            for arg in get_args(info.annotation) or (info.annotation,):
+                members = get_args(arg) if get_origin(arg) is Union or isinstance(
+                    arg, UnionType) else (arg,)
+                for member in members:
+                    if isinstance(member, type) and issubclass(member, BaseModel):
+                        type_field = member.model_fields.get("type")
+                        if type_field is not None:
+                            tags.update(str(v) for v in get_args(type_field.annotation))
+                            parents.add(name)
+                        if member is not model:
+                            walk(member)
+
+    walk(Config)
+    return frozenset(tags), frozenset(parents)
 
 
 def schema_defaults() -> dict[str, Any]:

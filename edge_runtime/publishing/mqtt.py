@@ -286,6 +286,8 @@ class MqttLink:
         session.connected = False
         self.status.disconnects += 1
         self._set_state("disconnected", f"connection lost: {reason}")
+        if self._stop.is_set():
+            return
         log.warning("mqtt: connection to %s:%d lost (%s); %d message(s) unacknowledged will be "
                     "sent again", self.mqtt.host, self.mqtt.port, reason, len(session.inflight))
 
