@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.errors import BackendUnavailableError
+from edge_runtime.native_log import captured_stderr
 from edge_runtime.runners.backends import Backend, BackendChoice, load_backend
 from edge_runtime.runners.model_file import CorruptModelError, ModelFile
 from edge_runtime.types import QuantParams, TensorSpec
@@ -22,7 +19,6 @@ from edge_runtime.types import QuantParams, TensorSpec
 log = logging.getLogger(__name__)
 
 XNNPACK_MARKER = "XNNPACK delegate"
-_stderr_lock = threading.Lock()
 
 
 class ModelRunner(Protocol):
@@ -42,22 +38,6 @@ class RunnerInfo:
     threads: int
     xnnpack: bool | None  # None when it cannot be told
     notes: tuple[str, ...]
-
-
-@contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Capture what C++ code writes to fd 2 (TFLite logs delegate creation there)."""
-    lines: list[str] = []
-    with _stderr_lock, tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = os.dup(2)
-        try:
-            os.dup2(sink.fileno(), 2)
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 def tensor_specs(details: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
@@ -80,7 +60,7 @@ class TFLiteRunner:
         self.model = model
         self.backend: Backend = load_backend(backend)
         self.threads = threads
-        with _captured_stderr() as logged:
+        with captured_stderr() as logged:
             try:
                 self._interpreter = self.backend.interpreter_class(
                     model_content=model.content, num_threads=threads,

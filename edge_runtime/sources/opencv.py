@@ -9,6 +9,7 @@ from typing import cast
 import cv2
 
 from edge_runtime.errors import SourceError
+from edge_runtime.native_log import captured_stderr, last_native_message
 from edge_runtime.sources.base import Pacer
 from edge_runtime.types import Frame, Image
 
@@ -38,12 +39,15 @@ class CaptureSource:
                              else str(self.target))
         if isinstance(target, str) and target.isdigit():
             target = int(target)
-        capture = cv2.VideoCapture(target)
-        if not capture.isOpened():
+        with captured_stderr() as native:
+            capture = cv2.VideoCapture(target)
+            opened = capture.isOpened()
+        if not opened:
             capture.release()
-            what = ("cannot be decoded by OpenCV/FFmpeg (is it a video?)" if self.is_file
-                    else "cannot be opened (unplugged, busy, or no permission: is the user in "
-                    "the 'video' group?)")
+            reason = last_native_message(native)
+            what = (f"cannot be decoded by OpenCV/FFmpeg ({reason or 'is it a video?'})"
+                    if self.is_file else "cannot be opened (unplugged, busy, or no permission: "
+                    "is the user in the 'video' group?)")
             raise SourceError(f"{self.description} {what}")
         if self._fourcc:
             capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self._fourcc))
