@@ -1,0 +1,1 @@
+"""Integration-test support: real Mosquitto, a fault-injecting TCP proxy, a seq subscriber."""
