@@ -161,6 +161,8 @@ class Pipeline:
         self.source_online = False
         self.source_reason = ""
         self.source_since = time.time()
+        self.source_since_mono = time.monotonic()  # health judges durations on this clock
+        self.started_mono: float | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._frames: FrameSlot[Frame] = FrameSlot(drop_stale=self.source.live)
@@ -191,6 +193,7 @@ class Pipeline:
                                       name=f"{self.name}-{stage}", daemon=True)
             self._threads.append(thread)
         self.state = "running"
+        self.started_mono = time.monotonic()
         for thread in self._threads:
             thread.start()
 
@@ -270,6 +273,7 @@ class Pipeline:
     def _set_source(self, online: bool, reason: str) -> None:
         if online != self.source_online:
             self.source_since = time.time()
+            self.source_since_mono = time.monotonic()
         self.source_online, self.source_reason = online, reason
 
     def _prepare_loop(self) -> None:

@@ -84,6 +84,7 @@ class MqttLink:
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         self._lock = threading.Lock()
         self._session = _Session()
+        self._retained: dict[str, bytes] = {}  # topic -> latest payload not yet sent
 
     # --- public -----------------------------------------------------------------------------
 
@@ -95,6 +96,13 @@ class MqttLink:
         """Subscribe now and after every reconnect; ``handler(topic, payload)``."""
         with self._lock:
             self._subscriptions[topic] = (qos, handler)
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Publish a retained QoS 1 side message (stats) from the link thread, outside the
+        outbox: it takes no seq. Only the latest payload per topic is kept; it waits for a
+        connection and is not resent if that connection drops before the ack."""
+        with self._lock:
+            self._retained[topic] = payload
 
     def stop(self, drain_timeout_s: float) -> None:
         """Give unacknowledged messages up to ``drain_timeout_s`` to be acknowledged, publish
@@ -155,6 +163,8 @@ class MqttLink:
             if stopping and self._drained_or_late(session):
                 self._say_goodbye(client, session)
                 return
+            if self._retained and session.connected:
+                self._send_retained(client)
             rc = client.loop(timeout=0.0 if self._pump(client, session) else IDLE_LOOP_S)
             if session.acked_ids:
                 self.outbox.delete(session.acked_ids)
@@ -186,6 +196,12 @@ class MqttLink:
             session.cursor = message.id
             self.status.sent += 1
         return bool(messages)
+
+    def _send_retained(self, client: mqtt.Client) -> None:
+        with self._lock:
+            pending, self._retained = self._retained, {}
+        for topic, payload in pending.items():
+            client.publish(topic, payload, qos=1, retain=True)
 
     def _say_goodbye(self, client: mqtt.Client, session: _Session) -> None:
         """Publish retained offline (waiting briefly for its ack), then disconnect."""
