@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--pipeline", help="pipeline name (default: the first)")
     predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+
+    health = sub.add_parser("health", help="ask the running daemon how it is: exit 0 healthy, "
+                            "1 degraded, 2 unhealthy or not reachable")
+    health.add_argument("--url", help="its /healthz URL (default: from the health section of "
+                        "--config, or of the default config)")
+    health.add_argument("--config", type=Path, help="the config the daemon runs with")
+    health.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    health.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
     return parser
 
 
@@ -90,6 +98,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _inspect(args)
     if command == "predict":
         return _predict(args)
+    if command == "health":
+        return _health(args)
     raise UsageError(f"unknown command {command}")
 
 
@@ -185,5 +195,25 @@ def _predict(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _health(args: argparse.Namespace) -> int:
+    from edge_runtime.config.schema import HealthConfig
+    from edge_runtime.health.client import EXIT_UNREACHABLE, default_url, query, unreachable
+    from edge_runtime.health.evaluate import one_line
+
+    url: str | None = args.url
+    if url is None:
+        section = _load(args.config, args.set).health if args.config else HealthConfig()
+        url = default_url(section)
+        if not section.enabled:
+            answer = unreachable(f"the health endpoint is off (health.enabled: false in "
+                                 f"{args.config})")
+            print(json.dumps(answer.body) if args.json else one_line(answer.body))
+            return EXIT_UNREACHABLE
+    answer = query(url)
+    print(json.dumps(answer.body, indent=2) if args.json else one_line(answer.body))
+    return answer.exit_code
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

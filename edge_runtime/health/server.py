@@ -12,13 +12,15 @@ import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from edge_runtime.health.evaluate import health_body
-from edge_runtime.health.monitor import HealthMonitor
+
+if TYPE_CHECKING:
+    from edge_runtime.health.monitor import HealthMonitor
 
 log = logging.getLogger(__name__)
 
