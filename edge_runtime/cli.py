@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--config", type=Path, help="the config the daemon runs with")
     health.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     health.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
+
+    doctor = sub.add_parser("doctor", help="check this device and the configured backend, "
+                            "models, sources and broker without starting the daemon: exit 0 "
+                            "all passed, 1 warnings, 2 failures")
+    doctor.add_argument("--config", type=Path, help="config file (default: the bundled demo)")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -100,6 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _predict(args)
     if command == "health":
         return _health(args)
+    if command == "doctor":
+        return _doctor(args)
     raise UsageError(f"unknown command {command}")
 
 
@@ -212,6 +221,23 @@ def _health(args: argparse.Namespace) -> int:
     answer = query(url)
     print(json.dumps(answer.body, indent=2) if args.json else one_line(answer.body))
     return answer.exit_code
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge_runtime.bundled import demo_config
+    from edge_runtime.doctor import run_doctor
+    from edge_runtime.doctor.registry import exit_code, format_result, summary
+
+    results = run_doctor(args.config or demo_config(), args.set)
+    code = exit_code(results)
+    if args.json:
+        print(json.dumps({"results": [r.as_dict() for r in results], "exit_code": code},
+                         indent=2))
+    else:
+        for result in results:
+            print(format_result(result))
+        print(f"doctor: {summary(results)}")
+    return code
 
 
 if __name__ == "__main__":

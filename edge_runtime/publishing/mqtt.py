@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.backoff import Backoff
-from edge_runtime.config.schema import Config
+from edge_runtime.config.schema import Config, MqttConfig
 from edge_runtime.publishing.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,16 @@ class MqttLink:
         client = self._new_client(session)
         try:
             try:
-                self._configure_security(client)
+                configure_security(client, self.mqtt)
                 client.connect(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_s,
                                clean_start=True)
             except (OSError, ssl.SSLError, ValueError) as err:
                 self._set_state("disconnected",
-                                _describe_connect_error(err, self.mqtt.host, self.mqtt.port))
+                                describe_connect_error(err, self.mqtt.host, self.mqtt.port))
                 return
             self._serve(client, session)
         finally:
-            _close_client(client)
+            close_client(client)
 
     def _serve(self, client: mqtt.Client, session: _Session) -> None:
         while True:
@@ -277,27 +277,6 @@ class MqttLink:
         client.on_message = on_message
         return client
 
-    def _configure_security(self, client: mqtt.Client) -> None:
-        if self.mqtt.username is not None:
-            client.username_pw_set(self.mqtt.username, self._password())
-        tls = self.mqtt.tls
-        if tls is not None:
-            context = ssl.create_default_context(
-                cafile=str(tls.ca_file) if tls.ca_file else None)
-            if tls.cert_file:
-                context.load_cert_chain(str(tls.cert_file),
-                                        str(tls.key_file) if tls.key_file else None)
-            if tls.version:
-                context.minimum_version = TLS_VERSIONS[tls.version]
-            if tls.insecure:
-                context.check_hostname = False
-            client.tls_set_context(context)
-
-    def _password(self) -> str | None:
-        if self.mqtt.password_file is not None:
-            return self.mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        return self.mqtt.password
-
     def _on_lost(self, session: _Session, reason: str) -> None:
         session.connected = False
         self.status.disconnects += 1
@@ -315,7 +294,26 @@ class MqttLink:
             self.status.reason = reason
 
 
-def _describe_connect_error(err: BaseException, host: str, port: int) -> str:
+def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
+    """Credentials and TLS from the config (the daemon's link and ``doctor`` share this).
+    Raises OSError when a credential or TLS file cannot be read."""
+    if config.username is not None:
+        password = (config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+                    if config.password_file is not None else config.password)
+        client.username_pw_set(config.username, password)
+    tls = config.tls
+    if tls is not None:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        if tls.version:
+            context.minimum_version = TLS_VERSIONS[tls.version]
+        if tls.insecure:
+            context.check_hostname = False
+        client.tls_set_context(context)
+
+
+def describe_connect_error(err: BaseException, host: str, port: int) -> str:
     if isinstance(err, ssl.SSLCertVerificationError):
         return f"TLS certificate of {host}:{port} not trusted: {err.verify_message}"
     if isinstance(err, ssl.SSLError):
@@ -329,6 +327,6 @@ def _describe_connect_error(err: BaseException, host: str, port: int) -> str:
     return f"cannot connect to {host}:{port}: {err}"
 
 
-def _close_client(client: mqtt.Client) -> None:
+def close_client(client: mqtt.Client) -> None:
     """Close the socket and paho's wake-up socket pair (paho leaves them to __del__)."""
     client._reset_sockets()
