@@ -35,7 +35,8 @@ PIPELINE_COUNTERS = (
     ("frames_inferred", "inferred", "Frames run through the interpreter."),
     ("predictions", "results", "Predictions committed to the outbox."),
     ("decode_errors", "decode_errors", "Frames that could not be decoded."),
-    ("source_errors", "source_errors", "Times the source failed and was reopened."),
+    ("source_errors", "source_errors", "Failed reads of a live source (each is followed by "
+     "a reopen)."),
 )
 BROKER_COUNTERS = (
     ("broker_messages_sent", "sent", "Outbox messages published to the broker."),
