@@ -33,7 +33,7 @@ PIPELINE_COUNTERS = (
     ("frames_dropped", "dropped_frames", "Frames replaced by a newer one before inference "
      "(live sources, latest frame wins)."),
     ("frames_inferred", "inferred", "Frames run through the interpreter."),
-    ("predictions", "results", "Predictions committed to the outbox."),
+    ("predictions", "results", "Predictions handed to the outbox."),
     ("decode_errors", "decode_errors", "Frames that could not be decoded."),
     ("source_errors", "source_errors", "Failed reads of a live source (each is followed by "
      "a reopen)."),
