@@ -102,9 +102,9 @@ class Daemon:
         return self.shutdown()
 
     def shutdown(self) -> int:
-        self.health.stop()
         for pipeline in self.pipelines:
             pipeline.stop()
+        self.health.stop()
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for pipeline in self.pipelines:
             if not pipeline.join(max(0.0, deadline - time.monotonic())):
