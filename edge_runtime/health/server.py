@@ -77,7 +77,8 @@ class HealthServer:
         self._server = server_class((host, port), _Handler)  # OSError when the port is taken
         self._server.monitor = monitor
         self._server.registry = registry
-        self.address = f"{host}:{self._server.server_address[1]}"
+        port = self._server.server_address[1]
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http",
                                         daemon=True)
         self._thread.start()

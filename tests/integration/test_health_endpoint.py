@@ -246,3 +246,13 @@ def body_sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_health_with_the_endpoint_turned_off_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port(), free_port(), pipe_stall_s=5.0,
+                          stall_after_s=30.0, offline_grace_s=60.0)
+    done = run_cli("health", "--config", str(config), "--set", "health.enabled=false",
+                   "--json")
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["overall"] == "unreachable"
+    assert "health.enabled: false" in json.loads(done.stdout)["reasons"][0]

@@ -107,3 +107,4 @@ def test_a_crashing_check_is_a_fail_line_and_the_others_still_run() -> None:
     results = run_checks(_context(), checks)
     assert [(r.check, r.status) for r in results] == [("broken", "fail"), ("extra", "pass")]
     assert "RuntimeError('oops')" in results[0].message
+
