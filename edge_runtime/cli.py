@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="ask the running daemon how it is: exit 0 healthy, "
                             "1 degraded, 2 unhealthy or not reachable")
     health.add_argument("--url", help="its /healthz URL (default: from the health section of "
-                        "--config, or of the default config)")
-    health.add_argument("--config", type=Path, help="the config the daemon runs with")
+                        "the config)")
+    health.add_argument("--config", type=Path, help="the config the daemon runs with "
+                        "(default: the bundled demo, like 'run')")
     health.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     health.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
 
@@ -205,17 +206,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from edge_runtime.config.schema import HealthConfig
+    from edge_runtime.bundled import demo_config
     from edge_runtime.health.client import EXIT_UNREACHABLE, default_url, query, unreachable
     from edge_runtime.health.evaluate import one_line
 
     url: str | None = args.url
     if url is None:
-        section = _load(args.config, args.set).health if args.config else HealthConfig()
+        path: Path = args.config or demo_config()  # the same default as `run`
+        section = _load(path, args.set).health
         url = default_url(section)
         if not section.enabled:
             answer = unreachable(f"the health endpoint is off (health.enabled: false in "
-                                 f"{args.config})")
+                                 f"{path})")
             print(json.dumps(answer.body) if args.json else one_line(answer.body))
             return EXIT_UNREACHABLE
     answer = query(url)
