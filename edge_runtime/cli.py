@@ -56,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--pipeline", help="pipeline name (default: the first)")
     predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+
+    health = sub.add_parser("health", help="ask the running daemon how it is: exit 0 healthy, "
+                            "1 degraded, 2 unhealthy or not reachable")
+    health.add_argument("--url", help="its /healthz URL (default: from the health section of "
+                        "the config)")
+    health.add_argument("--config", type=Path, help="the config the daemon runs with "
+                        "(default: the bundled demo, like 'run')")
+    health.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    health.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
+
+    doctor = sub.add_parser("doctor", help="check this device and the configured backend, "
+                            "models, sources and broker without starting the daemon: exit 0 "
+                            "all passed, 1 warnings, 2 failures")
+    doctor.add_argument("--config", type=Path, help="config file (default: the bundled demo)")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -90,6 +106,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _inspect(args)
     if command == "predict":
         return _predict(args)
+    if command == "health":
+        return _health(args)
+    if command == "doctor":
+        return _doctor(args)
     raise UsageError(f"unknown command {command}")
 
 
@@ -185,5 +205,43 @@ def _predict(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _health(args: argparse.Namespace) -> int:
+    from edge_runtime.bundled import demo_config
+    from edge_runtime.health.client import EXIT_UNREACHABLE, default_url, query, unreachable
+    from edge_runtime.health.evaluate import one_line
+
+    url: str | None = args.url
+    if url is None:
+        path: Path = args.config or demo_config()  # the same default as `run`
+        section = _load(path, args.set).health
+        url = default_url(section)
+        if not section.enabled:
+            answer = unreachable(f"the health endpoint is off (health.enabled: false in "
+                                 f"{path})")
+            print(json.dumps(answer.body) if args.json else one_line(answer.body))
+            return EXIT_UNREACHABLE
+    answer = query(url)
+    print(json.dumps(answer.body, indent=2) if args.json else one_line(answer.body))
+    return answer.exit_code
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge_runtime.bundled import demo_config
+    from edge_runtime.doctor import run_doctor
+    from edge_runtime.doctor.registry import exit_code, format_result, summary
+
+    results = run_doctor(args.config or demo_config(), args.set)
+    code = exit_code(results)
+    if args.json:
+        print(json.dumps({"results": [r.as_dict() for r in results], "exit_code": code},
+                         indent=2))
+    else:
+        for result in results:
+            print(format_result(result))
+        print(f"doctor: {summary(results)}")
+    return code
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

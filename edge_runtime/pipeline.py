@@ -161,6 +161,8 @@ class Pipeline:
         self.source_online = False
         self.source_reason = ""
         self.source_since = time.time()
+        self.source_since_mono = time.monotonic()  # health judges durations on this clock
+        self.started_mono: float | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._frames: FrameSlot[Frame] = FrameSlot(drop_stale=self.source.live)
@@ -191,6 +193,7 @@ class Pipeline:
                                       name=f"{self.name}-{stage}", daemon=True)
             self._threads.append(thread)
         self.state = "running"
+        self.started_mono = time.monotonic()
         for thread in self._threads:
             thread.start()
 
@@ -243,6 +246,10 @@ class Pipeline:
                 if frame is None:
                     log.info("pipeline %s: %s ended", self.name, self.source.description)
                     return
+                if not self.source_online:  # back only once it delivers again
+                    backoff.reset()
+                    self._set_source(True, "delivering again")
+                    log.info("pipeline %s: %s is back", self.name, self.source.description)
                 self.stats.captured += 1
                 self._frames.put(frame)
         except HandoffClosed:
@@ -251,10 +258,14 @@ class Pipeline:
             self._frames.close()
 
     def _recover_source(self, err: SourceError, backoff: Backoff) -> None:
-        """A live source failed: report it offline and reopen it with backoff."""
+        """A live source failed: report it offline and reopen it with backoff. It stays
+        offline (and its offline time keeps counting) until it delivers a frame: a camera or
+        pipe that opens but sends nothing is not back."""
         self.stats.source_errors += 1
+        # warn when it goes offline, not on every failed retry while it stays offline
+        log.log(logging.WARNING if self.source_online else logging.DEBUG, "pipeline %s: %s",
+                self.name, err.message)
         self._set_source(False, err.message)
-        log.warning("pipeline %s: %s", self.name, err.message)
         self.source.close()
         while not self._stop.wait(backoff.next_delay()):
             try:
@@ -262,14 +273,12 @@ class Pipeline:
             except SourceError as retry_err:
                 self._set_source(False, retry_err.message)
                 continue
-            backoff.reset()
-            self._set_source(True, "reopened")
-            log.info("pipeline %s: %s is back", self.name, self.source.description)
             return
 
     def _set_source(self, online: bool, reason: str) -> None:
         if online != self.source_online:
             self.source_since = time.time()
+            self.source_since_mono = time.monotonic()
         self.source_online, self.source_reason = online, reason
 
     def _prepare_loop(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_runtime.config.schema import Config, PipelineConfig
 from edge_runtime.errors import ConfigError, SourceError
+from edge_runtime.health.service import HealthService
 from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
 from edge_runtime.publishing.mqtt import MqttLink
 from edge_runtime.publishing.outbox import Outbox
@@ -66,6 +67,7 @@ class Daemon:
         self.pipelines = [Pipeline(p, s, sink) for p, s in zip(config.pipelines, stages,
                                                                  strict=True)]
         self.link = MqttLink(config, self.outbox)
+        self.health = HealthService(self)
 
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
@@ -88,6 +90,7 @@ class Daemon:
         self.link.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        self.health.start()
         last_stats = time.monotonic()
         while not self._stop.wait(SUPERVISE_INTERVAL_S):
             if all(p.done for p in self.pipelines):
@@ -101,6 +104,7 @@ class Daemon:
     def shutdown(self) -> int:
         for pipeline in self.pipelines:
             pipeline.stop()
+        self.health.stop()
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for pipeline in self.pipelines:
             if not pipeline.join(max(0.0, deadline - time.monotonic())):

@@ -24,6 +24,7 @@ from pydantic import (
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # safe inside an MQTT topic level
 DEFAULT_STATE_DIR = Path("/var/lib/edge-runtime")
+DEFAULT_HEALTH_PORT = 9473  # /healthz and /metrics on 127.0.0.1
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -88,8 +89,17 @@ class SyntheticSource(SourceBase):
     count: int | None = Field(None, gt=0, description="Stop after this many frames.")
 
 
+class PipeSource(SourceBase):
+    type: Literal["pipe"]
+    path: ConfigPath = Field(description="Named pipe (FIFO) carrying concatenated JPEG frames "
+                             "(MJPEG), e.g. written by `rpicam-vid -t 0 --codec mjpeg -o PATH`.")
+    stall_timeout_s: float = Field(5.0, gt=0, description="No complete frame for this long: "
+                                   "the source is reported offline and reopened.")
+
+
 SourceConfig = Annotated[
-    CameraSource | VideoSource | ImagesSource | SyntheticSource, Field(discriminator="type")
+    CameraSource | VideoSource | ImagesSource | SyntheticSource | PipeSource,
+    Field(discriminator="type"),
 ]
 
 
@@ -201,6 +211,22 @@ class OutboxConfig(Strict):
                               description="Unacknowledged publishes allowed at once.")
 
 
+class HealthConfig(Strict):
+    enabled: bool = Field(True, description="Serve /healthz and /metrics over HTTP.")
+    host: str = Field("127.0.0.1", description="Address the health endpoint binds to; "
+                      "0.0.0.0 exposes it to the network.")
+    port: int = Field(DEFAULT_HEALTH_PORT, ge=1, le=65535)
+    stats_interval_s: float = Field(
+        30.0, ge=0, description="Publish the health summary retained on "
+        "{topic_prefix}/{device_id}/stats this often; 0 turns it off.")
+    stall_after_s: float = Field(
+        30.0, gt=0, description="A pipeline whose source is online but that produced no "
+        "prediction for this long (or 3 frame periods of a slower source) is unhealthy.")
+    source_offline_grace_s: float = Field(
+        60.0, ge=0, description="A source offline this long makes its pipeline unhealthy "
+        "(degraded before).")
+
+
 class Config(Strict):
     device_id: str = Field(default_factory=socket.gethostname, pattern=NAME_PATTERN,
                            description="Device name used in topics; default the host name.")
@@ -209,6 +235,7 @@ class Config(Strict):
                                   description="Where the outbox and sequence numbers live.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @field_validator("pipelines")
@@ -229,6 +256,9 @@ class Config(Strict):
 
     def status_topic(self) -> str:
         return f"{self.mqtt.topic_prefix}/{self.device_id}/status"
+
+    def stats_topic(self) -> str:
+        return f"{self.mqtt.topic_prefix}/{self.device_id}/stats"
 
 
 def variant_tags() -> tuple[frozenset[str], frozenset[str]]:

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.backoff import Backoff
-from edge_runtime.config.schema import Config
+from edge_runtime.config.schema import Config, MqttConfig
 from edge_runtime.publishing.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class MqttLink:
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         self._lock = threading.Lock()
         self._session = _Session()
+        self._retained: dict[str, bytes] = {}  # topic -> latest payload not yet sent
 
     # --- public -----------------------------------------------------------------------------
 
@@ -95,6 +96,13 @@ class MqttLink:
         """Subscribe now and after every reconnect; ``handler(topic, payload)``."""
         with self._lock:
             self._subscriptions[topic] = (qos, handler)
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Publish a retained QoS 1 side message (stats) from the link thread, outside the
+        outbox: it takes no seq. Only the latest payload per topic is kept; it waits for a
+        connection and is not resent if that connection drops before the ack."""
+        with self._lock:
+            self._retained[topic] = payload
 
     def stop(self, drain_timeout_s: float) -> None:
         """Give unacknowledged messages up to ``drain_timeout_s`` to be acknowledged, publish
@@ -138,16 +146,16 @@ class MqttLink:
         client = self._new_client(session)
         try:
             try:
-                self._configure_security(client)
+                configure_security(client, self.mqtt)
                 client.connect(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_s,
                                clean_start=True)
             except (OSError, ssl.SSLError, ValueError) as err:
                 self._set_state("disconnected",
-                                _describe_connect_error(err, self.mqtt.host, self.mqtt.port))
+                                describe_connect_error(err, self.mqtt.host, self.mqtt.port))
                 return
             self._serve(client, session)
         finally:
-            _close_client(client)
+            close_client(client)
 
     def _serve(self, client: mqtt.Client, session: _Session) -> None:
         while True:
@@ -155,6 +163,8 @@ class MqttLink:
             if stopping and self._drained_or_late(session):
                 self._say_goodbye(client, session)
                 return
+            if self._retained and session.connected:
+                self._send_retained(client)
             rc = client.loop(timeout=0.0 if self._pump(client, session) else IDLE_LOOP_S)
             if session.acked_ids:
                 self.outbox.delete(session.acked_ids)
@@ -186,6 +196,12 @@ class MqttLink:
             session.cursor = message.id
             self.status.sent += 1
         return bool(messages)
+
+    def _send_retained(self, client: mqtt.Client) -> None:
+        with self._lock:
+            pending, self._retained = self._retained, {}
+        for topic, payload in pending.items():
+            client.publish(topic, payload, qos=1, retain=True)
 
     def _say_goodbye(self, client: mqtt.Client, session: _Session) -> None:
         """Publish retained offline (waiting briefly for its ack), then disconnect."""
@@ -261,27 +277,6 @@ class MqttLink:
         client.on_message = on_message
         return client
 
-    def _configure_security(self, client: mqtt.Client) -> None:
-        if self.mqtt.username is not None:
-            client.username_pw_set(self.mqtt.username, self._password())
-        tls = self.mqtt.tls
-        if tls is not None:
-            context = ssl.create_default_context(
-                cafile=str(tls.ca_file) if tls.ca_file else None)
-            if tls.cert_file:
-                context.load_cert_chain(str(tls.cert_file),
-                                        str(tls.key_file) if tls.key_file else None)
-            if tls.version:
-                context.minimum_version = TLS_VERSIONS[tls.version]
-            if tls.insecure:
-                context.check_hostname = False
-            client.tls_set_context(context)
-
-    def _password(self) -> str | None:
-        if self.mqtt.password_file is not None:
-            return self.mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        return self.mqtt.password
-
     def _on_lost(self, session: _Session, reason: str) -> None:
         session.connected = False
         self.status.disconnects += 1
@@ -299,7 +294,26 @@ class MqttLink:
             self.status.reason = reason
 
 
-def _describe_connect_error(err: BaseException, host: str, port: int) -> str:
+def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
+    """Credentials and TLS from the config (the daemon's link and ``doctor`` share this).
+    Raises OSError when a credential or TLS file cannot be read."""
+    if config.username is not None:
+        password = (config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+                    if config.password_file is not None else config.password)
+        client.username_pw_set(config.username, password)
+    tls = config.tls
+    if tls is not None:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        if tls.version:
+            context.minimum_version = TLS_VERSIONS[tls.version]
+        if tls.insecure:
+            context.check_hostname = False
+        client.tls_set_context(context)
+
+
+def describe_connect_error(err: BaseException, host: str, port: int) -> str:
     if isinstance(err, ssl.SSLCertVerificationError):
         return f"TLS certificate of {host}:{port} not trusted: {err.verify_message}"
     if isinstance(err, ssl.SSLError):
@@ -313,6 +327,6 @@ def _describe_connect_error(err: BaseException, host: str, port: int) -> str:
     return f"cannot connect to {host}:{port}: {err}"
 
 
-def _close_client(client: mqtt.Client) -> None:
+def close_client(client: mqtt.Client) -> None:
     """Close the socket and paho's wake-up socket pair (paho leaves them to __del__)."""
     client._reset_sockets()

@@ -19,6 +19,7 @@ from edge_runtime.types import QuantParams, TensorSpec
 log = logging.getLogger(__name__)
 
 XNNPACK_MARKER = "XNNPACK delegate"
+DELEGATE_OP = "DELEGATE"  # a subgraph handed to a delegate, in the operator table
 
 
 class ModelRunner(Protocol):
@@ -75,6 +76,11 @@ class TFLiteRunner:
                     f"{self.backend.describe()} cannot run model {model.path}: "
                     f"{_first_line(err)}") from err
         self.logged = tuple(logged)
+        # TFLite prints the XNNPACK line only for the first interpreter of a process; later
+        # ones show it as a DELEGATE node (the only delegate when none was passed explicitly).
+        # Read once here: the interpreter is not to be touched while another thread invokes.
+        self._xnnpack = any(XNNPACK_MARKER in line for line in self.logged) or (
+            not delegates and DELEGATE_OP in self.operator_counts())
         for line in logged:
             log.debug("interpreter: %s", line)
         self.inputs = tensor_specs(self._interpreter.get_input_details())
@@ -84,8 +90,7 @@ class TFLiteRunner:
 
     @property
     def info(self) -> RunnerInfo:
-        xnnpack = any(XNNPACK_MARKER in line for line in self.logged)
-        return RunnerInfo(self.backend.describe(), self.threads, xnnpack, self.logged)
+        return RunnerInfo(self.backend.describe(), self.threads, self._xnnpack, self.logged)
 
     def invoke(self, inputs: Sequence[npt.NDArray[Any]]) -> tuple[npt.NDArray[Any], ...]:
         interpreter = self._interpreter

@@ -1,10 +1,11 @@
-"""Where frames enter: cameras, video files, image folders, synthetic patterns."""
+"""Where frames enter: cameras, video files, image folders, MJPEG pipes, synthetic patterns."""
 
 from __future__ import annotations
 
 from edge_runtime.config.schema import (
     CameraSource,
     ImagesSource,
+    PipeSource,
     SourceConfig,
     SyntheticSource,
     VideoSource,
@@ -12,6 +13,7 @@ from edge_runtime.config.schema import (
 from edge_runtime.sources.base import FrameSource, Pacer
 from edge_runtime.sources.images import ImageFolderSource
 from edge_runtime.sources.opencv import CaptureSource
+from edge_runtime.sources.pipe import MjpegPipeSource
 from edge_runtime.sources.synthetic import SyntheticSource as SyntheticFrames
 
 
@@ -27,6 +29,9 @@ def build_source(config: SourceConfig) -> FrameSource:
     if isinstance(config, SyntheticSource):
         return SyntheticFrames(config.width, config.height, encode=config.encode,
                                fps=config.fps, count=config.count)
+    if isinstance(config, PipeSource):
+        return MjpegPipeSource(config.path, fps=config.fps,
+                               stall_timeout_s=config.stall_timeout_s)
     raise TypeError(f"no source for {type(config).__name__}")
 
 

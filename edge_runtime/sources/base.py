@@ -40,6 +40,20 @@ class Pacer:
         if self._next > now:
             time.sleep(self._next - now)
             now = self._next
+        self._advance(now)
+
+    def admit(self) -> bool:
+        """For sources that must not sleep (a pipe whose writer would block): True if a frame
+        arriving now is due, False if it comes too early and should be skipped."""
+        if not self.period:
+            return True
+        now = time.monotonic()
+        if self._next > now:
+            return False
+        self._advance(now)
+        return True
+
+    def _advance(self, now: float) -> None:
         following = self._next + self.period
         # behind schedule (or first call): restart the schedule instead of bursting to catch up
         self._next = following if following > now else now + self.period
