@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     path: Path = args.config or demo_config()
     config = _load(path, args.set)
     setup_logging(config.log_level)
-    return Daemon(config, path).run()
+    return Daemon(config, path, args.set).run()
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -130,6 +130,8 @@ class PipelineStats:
     first_result_mono: float | None = None
     last_result_mono: float | None = None
     last_progress_mono: float = field(default_factory=time.monotonic)
+    # last failed read or reopen of a live source: the capture thread is in its retry loop
+    last_retry_mono: float | None = None
     windows: dict[str, LatencyWindow] = field(
         default_factory=lambda: {stage: LatencyWindow() for stage in STAGES})
 
@@ -265,14 +267,17 @@ class Pipeline:
         # warn when it goes offline, not on every failed retry while it stays offline
         log.log(logging.WARNING if self.source_online else logging.DEBUG, "pipeline %s: %s",
                 self.name, err.message)
+        self.stats.last_retry_mono = time.monotonic()
         self._set_source(False, err.message)
         self.source.close()
         while not self._stop.wait(backoff.next_delay()):
             try:
                 self.source.open()
             except SourceError as retry_err:
+                self.stats.last_retry_mono = time.monotonic()
                 self._set_source(False, retry_err.message)
                 continue
+            self.stats.last_retry_mono = time.monotonic()  # reopened; offline until a frame
             return
 
     def _set_source(self, online: bool, reason: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -18,6 +20,8 @@ from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
 from edge_runtime.publishing.mqtt import MqttLink
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import encode_payload, payload_body
+from edge_runtime.service.reload import reload_config
+from edge_runtime.service.reporter import ServiceReporter
 from edge_runtime.types import Result
 
 log = logging.getLogger(__name__)
@@ -30,17 +34,21 @@ STATS_LOG_INTERVAL_S = 300.0
 
 @dataclass
 class OutboxSink:
-    """Turns results into payloads and commits them to the outbox."""
+    """Turns results into payloads and commits them to the outbox.
+
+    ``config`` is swapped by a reload; each result reads it once, so a message never mixes
+    settings of two configs."""
 
     config: Config
     outbox: Outbox
 
     def submit(self, pipeline: PipelineConfig, stages: ModelStages, result: Result) -> None:
-        body = payload_body(device=self.config.device_id, pipeline=pipeline.name,
+        config = self.config
+        body = payload_body(device=config.device_id, pipeline=pipeline.name,
                             task=stages.postprocessor.task, model_name=stages.model.name,
                             model_sha256=stages.model.sha256, result=result)
-        qos = pipeline.output.qos if pipeline.output.qos is not None else self.config.mqtt.qos
-        self.outbox.enqueue(pipeline.name, self.config.predictions_topic(pipeline), qos,
+        qos = pipeline.output.qos if pipeline.output.qos is not None else config.mqtt.qos
+        self.outbox.enqueue(pipeline.name, config.predictions_topic(pipeline), qos,
                             lambda seq: encode_payload(body, seq))
 
 
@@ -55,17 +63,23 @@ def open_outbox(config: Config) -> Outbox:
 
 
 class Daemon:
-    """Owns the outbox, the broker link and the pipelines."""
+    """Owns the outbox, the broker link and the pipelines.
 
-    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+    ``config_path`` and ``overrides`` are what a reload (SIGHUP) reads again."""
+
+    def __init__(self, config: Config, config_path: Path | None = None,
+                 overrides: Sequence[str] = ()) -> None:
         self.config = config
         self.config_path = config_path
+        self.overrides = list(overrides)
         self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.service = ServiceReporter.from_environment()
         stages = load_all_stages(config)
         self.outbox = open_outbox(config)
-        sink = OutboxSink(config, self.outbox)
-        self.pipelines = [Pipeline(p, s, sink) for p, s in zip(config.pipelines, stages,
-                                                                 strict=True)]
+        self.sink = OutboxSink(config, self.outbox)
+        self.pipelines = [Pipeline(p, s, self.sink) for p, s in zip(config.pipelines, stages,
+                                                                      strict=True)]
         self.link = MqttLink(config, self.outbox)
         self.health = HealthService(self)
 
@@ -75,6 +89,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT or until every (finite) source has ended."""
         self._install_signals()
+        self.service.status("starting: opening sources")
         try:
             for pipeline in self.pipelines:
                 pipeline.open_source()
@@ -92,31 +107,48 @@ class Daemon:
             pipeline.start()
         self.health.start()
         last_stats = time.monotonic()
-        while not self._stop.wait(SUPERVISE_INTERVAL_S):
+        while not self._stop.wait(self.service.tick_s(SUPERVISE_INTERVAL_S)):
+            if self._reload.is_set():
+                self._reload.clear()
+                reload_config(self)
             if all(p.done for p in self.pipelines):
                 log.info("all sources ended; shutting down")
                 break
+            self.service.update(self.pipelines, self.link, self.outbox)
             if time.monotonic() - last_stats >= STATS_LOG_INTERVAL_S:
                 last_stats = time.monotonic()
                 self._log_stats()
         return self.shutdown()
 
     def shutdown(self) -> int:
-        for pipeline in self.pipelines:
-            pipeline.stop()
+        self.service.stopping()
+        self.stop_pipelines(self.pipelines)  # capture stops first, then captured frames drain
         self.health.stop()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for pipeline in self.pipelines:
-            if not pipeline.join(max(0.0, deadline - time.monotonic())):
-                log.warning("pipeline %s did not stop within %.0f s", pipeline.name,
-                            STOP_TIMEOUT_S)
         self.link.stop(DRAIN_TIMEOUT_S)
         left = self.outbox.stats.depth
         if left:
             log.info("%d message(s) stay in the outbox for the next start", left)
         self.outbox.close()
+        self.service.close()
         failed = [p for p in self.pipelines if p.state == "failed"]
         return 1 if failed else 0
+
+    def stop_pipelines(self, pipelines: Sequence[Pipeline]) -> None:
+        """Stop capturing, then wait until frames already captured reached the outbox."""
+        for pipeline in pipelines:
+            pipeline.stop()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for pipeline in pipelines:
+            if not pipeline.join(max(0.0, deadline - time.monotonic())):
+                log.warning("pipeline %s did not stop within %.0f s", pipeline.name,
+                            STOP_TIMEOUT_S)
+
+    def replace_link(self, config: Config) -> None:
+        """Reconnect with new settings; unacknowledged messages stay in the outbox."""
+        self.link.stop(DRAIN_TIMEOUT_S)
+        self.link = MqttLink(config, self.outbox)
+        self.link.start()
+        self.health.use_link(self.link, config.stats_topic())
 
     def _log_stats(self) -> None:
         for pipeline in self.pipelines:
@@ -129,10 +161,18 @@ class Daemon:
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        # a watchdog SIGABRT (or a crash in native code) leaves every thread's traceback in
+        # the journal; SIGUSR1 prints them without stopping the daemon
+        faulthandler.enable()
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s; stopping", signal.Signals(signum).name)
             self._stop.set()
 
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()  # handled by the supervision loop, not in the handler
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)

@@ -65,7 +65,8 @@ class CameraSource(SourceBase):
 
 class VideoSource(SourceBase):
     type: Literal["video"]
-    path: ConfigPath = Field(description="Video file readable by OpenCV (FFmpeg).")
+    path: ConfigPath = Field(description="Video file readable by OpenCV (FFmpeg), or a named "
+                             "pipe (FIFO) a writer streams a video into (ends when it closes).")
     loop: bool = Field(False, description="Start again at the end instead of stopping.")
 
 

@@ -10,7 +10,7 @@ from edge_runtime.health.evaluate import health_body
 from edge_runtime.health.metrics import build_registry
 from edge_runtime.health.monitor import HealthMonitor, Observed
 from edge_runtime.health.server import HealthServer
-from edge_runtime.health.stats_topic import StatsTopic
+from edge_runtime.health.stats_topic import RetainedPublisher, StatsTopic
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class HealthService:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+    def use_link(self, link: RetainedPublisher, stats_topic: str) -> None:
+        """The daemon reconnected with new settings (config reload): publish stats there."""
+        self.stats.link, self.stats.topic = link, stats_topic
 
     def _serve(self) -> HealthServer | None:
         """The endpoint, or None when its port cannot be bound: inference matters more than

@@ -123,6 +123,11 @@ class MqttLink:
     def connected(self) -> bool:
         return self.status.state == "connected"
 
+    @property
+    def alive(self) -> bool:
+        """The link thread runs (it keeps running, and retrying, while the broker is down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     # --- the thread --------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -32,7 +32,11 @@ class CaptureSource:
         self._number = 0
 
     def open(self) -> None:
-        if self.is_file and not Path(str(self.target)).is_file():
+        # A named pipe (FIFO) streams a video as a writer produces it (e.g. ffmpeg or
+        # rpicam-vid writing y4m/MJPEG): it cannot be probed and rewound, and it ends when the
+        # writer closes it.
+        is_pipe = self.is_file and Path(str(self.target)).is_fifo()
+        if self.is_file and not is_pipe and not Path(str(self.target)).is_file():
             raise SourceError(f"{self.description} does not exist",
                               hint="fix source.path in the config")
         target: int | str = (self.target if isinstance(self.target, int)
@@ -56,7 +60,7 @@ class CaptureSource:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        if self.is_file:
+        if self.is_file and not is_pipe:
             ok, image = capture.read()
             if not ok or image is None:
                 capture.release()

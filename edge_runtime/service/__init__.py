@@ -1,0 +1,1 @@
+"""Running under systemd: sd_notify, the readiness and watchdog rules, config reload."""
