@@ -7,6 +7,7 @@ the stream stall the way a hung camera process does: the daemon's read blocks, n
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -110,19 +111,22 @@ def test_ready_after_first_prediction_watchdog_only_while_frames_flow(
             daemon.close()
     log = daemon.log_text()
     assert "watchdog: not feeding systemd's watchdog: cam stalled" in log, log
+    assert camera.frames_written > 50
+    assert len(log.splitlines()) < 20, "nothing is logged per frame at INFO"
     assert len(notify_socket.times("READY")) == 1, "READY=1 is sent once per configuration"
     seqs = subscriber.seqs("cam")
     assert seqs == list(range(len(seqs))), "every prediction reached the broker, in order"
 
 
-def test_abstract_notify_socket_ready_and_stopping(tmp_path: Path,
-                                                  broker: MosquittoBroker) -> None:
+def test_abstract_notify_socket_and_journal_log_lines(tmp_path: Path,
+                                                     broker: MosquittoBroker) -> None:
     with NotifySocket(None) as sock:
         assert sock.env_value.startswith("@")
         daemon = DaemonProcess(None, [f"mqtt.port={broker.port}", "pipelines.0.source.fps=20"],
                                tmp_path / "daemon.log", env={
                                    **sock.env, "EDGE_RUNTIME_STATE_DIR": str(tmp_path / "state"),
-                                   "EDGE_RUNTIME_DEVICE_ID": "abstract"}).start()
+                                   "EDGE_RUNTIME_DEVICE_ID": "abstract",
+                                   "JOURNAL_STREAM": "8:4242"}).start()
         try:
             assert wait_until(lambda: sock.times("READY"), START_TIMEOUT_S), daemon.log_text()
             assert daemon.terminate() == 0, daemon.log_text()
@@ -130,3 +134,8 @@ def test_abstract_notify_socket_ready_and_stopping(tmp_path: Path,
             daemon.close()
         assert sock.times("STOPPING")
         assert sock.times("STOPPING")[0] > sock.times("READY")[0]
+    # under journald: a priority prefix instead of a timestamp and level name
+    lines = [line for line in daemon.log_text().splitlines() if line.strip()]
+    assert lines and all(re.fullmatch(r"<[2-7]>edge_runtime\.[\w.]+: .+", line)
+                         for line in lines), lines
+    assert "<6>edge_runtime.service.reporter: ready: digits" in daemon.log_text()
