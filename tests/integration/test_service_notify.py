@@ -32,6 +32,7 @@ def write_config(path: Path, video: Path, state_dir: Path, port: int) -> Path:
     path.write_text(f"""
 device_id: {DEVICE}
 state_dir: {state_dir}
+health: {{enabled: false}}  # no fixed port shared with other tests
 mqtt:
   port: {port}
 pipelines:
@@ -122,7 +123,8 @@ def test_abstract_notify_socket_and_journal_log_lines(tmp_path: Path,
                                                      broker: MosquittoBroker) -> None:
     with NotifySocket(None) as sock:
         assert sock.env_value.startswith("@")
-        daemon = DaemonProcess(None, [f"mqtt.port={broker.port}", "pipelines.0.source.fps=20"],
+        daemon = DaemonProcess(None, [f"mqtt.port={broker.port}", "pipelines.0.source.fps=20",
+                                      "health.enabled=false"],
                                tmp_path / "daemon.log", env={
                                    **sock.env, "EDGE_RUNTIME_STATE_DIR": str(tmp_path / "state"),
                                    "EDGE_RUNTIME_DEVICE_ID": "abstract",
@@ -139,3 +141,34 @@ def test_abstract_notify_socket_and_journal_log_lines(tmp_path: Path,
     assert lines and all(re.fullmatch(r"<[2-7]>edge_runtime\.[\w.]+: .+", line)
                          for line in lines), lines
     assert "<6>edge_runtime.service.reporter: ready: digits" in daemon.log_text()
+
+
+def test_watchdog_abort_leaves_every_threads_traceback(tmp_path: Path,
+                                                      broker: MosquittoBroker) -> None:
+    """systemd's watchdog kills with SIGABRT: the journal must say where each thread was.
+    PYTHONFAULTHANDLER is cleared, so the traceback comes from the daemon's own set-up."""
+    with NotifySocket(tmp_path / "notify.sock") as sock:
+        daemon = DaemonProcess(None, [f"mqtt.port={broker.port}", "pipelines.0.source.fps=20",
+                                      "health.enabled=false"],
+                               tmp_path / "daemon.log", env={
+                                   **sock.env, "PYTHONFAULTHANDLER": "",
+                                   "EDGE_RUNTIME_STATE_DIR": str(tmp_path / "state"),
+                                   "EDGE_RUNTIME_DEVICE_ID": "abort"}).start()
+        try:
+            assert wait_until(lambda: sock.times("READY"), START_TIMEOUT_S), daemon.log_text()
+            daemon.signal(signal.SIGUSR1)  # a technician's look: tracebacks, no stop
+            # the main thread (its stack starts in __main__.py) is dumped last
+            assert wait_until(lambda: "__main__.py" in daemon.log_text(), 10.0), (
+                daemon.log_text())
+            time.sleep(0.5)
+            assert daemon.alive()
+            dumped = daemon.log_text().count("Thread 0x")
+            assert dumped >= 6, "every thread: 4 per pipeline, the broker link, main, ..."
+            daemon.signal(signal.SIGABRT)
+            assert daemon.wait() == -signal.SIGABRT
+        finally:
+            daemon.close()
+    log = daemon.log_text()
+    assert "Fatal Python error: Aborted" in log, log
+    assert log.count("Thread 0x") >= 2 * dumped - 1, log  # the same threads again
+    assert "edge_runtime/pipeline.py" in log.split("Fatal Python error: Aborted")[1]

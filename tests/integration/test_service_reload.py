@@ -29,6 +29,7 @@ def config_text(port: int, state_dir: Path, *, fps: float = 10, topic: str | Non
     output = f"\n    output:\n      topic: {topic}" if topic else ""
     return f"""device_id: {DEVICE}
 state_dir: {state_dir}
+health: {{enabled: false}}  # no fixed port shared with other tests
 mqtt:
   port: {port}
   keepalive_s: {keepalive_s}
