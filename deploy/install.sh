@@ -14,6 +14,7 @@
 # What it installs (docs/service.md explains each piece):
 #   /opt/edge-runtime/venv          virtual environment with edge-runtime (pip, from this checkout)
 #   /opt/edge-runtime/models        the bundled demo models and video the example config uses
+#   /opt/edge-runtime/docs          service.md (the unit's Documentation=)
 #   /etc/edge-runtime/config.yaml   from deploy/edge-runtime.example.yaml, only if absent
 #   /etc/edge-runtime/mqtt-password empty, root-only, only if absent (LoadCredential source)
 #   /etc/systemd/system/edge-runtime.service
@@ -142,9 +143,10 @@ install_python() {
 }
 
 install_files() {
-    files install -d -m 0755 "$ROOT$PREFIX/models" "$ROOT$CONF_DIR" \
+    files install -d -m 0755 "$ROOT$PREFIX/models" "$ROOT$PREFIX/docs" "$ROOT$CONF_DIR" \
         "$ROOT$(dirname "$UNIT")" "$ROOT$(dirname "$UDEV_RULE")"
     files cp -R "$CHECKOUT/models/." "$ROOT$PREFIX/models/"
+    files install -m 0644 "$CHECKOUT/docs/service.md" "$ROOT$PREFIX/docs/service.md"
     if [ -e "$ROOT$CONF_DIR/config.yaml" ]; then
         say "keeping the existing $CONF_DIR/config.yaml"
     else

@@ -97,6 +97,9 @@ def test_installer_into_a_temporary_root(tmp_path: Path) -> None:
 
     installed_unit = root / "etc/systemd/system/edge-runtime.service"
     assert installed_unit.read_text() == UNIT.read_text()
+    documentation = re.search(r"(?m)^Documentation=file:(\S+)$", UNIT.read_text())
+    assert documentation is not None
+    assert (root / documentation.group(1).lstrip("/")).is_file()
     config = root / "etc/edge-runtime/config.yaml"
     assert config.read_text() == EXAMPLE_CONFIG.read_text()
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
