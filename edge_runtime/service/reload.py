@@ -84,12 +84,12 @@ def reload_config(daemon: Daemon) -> bool:
         daemon.service.reload_kept("configuration reload rejected (see the journal); still "
                                    "running the previous configuration")
         return False
+    for name in plan.deferred:
+        log.warning("reload: '%s' changed; it takes effect at the next restart", name)
     if not plan.changed:
         log.info("configuration unchanged")
         daemon.service.reload_kept("configuration unchanged")
         return True
-    for name in plan.deferred:
-        log.warning("reload: '%s' changed; it takes effect at the next restart", name)
     running = {p.name: p for p in daemon.pipelines}
     stopped = [running[name] for name in plan.stop]
     daemon.stop_pipelines(stopped)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from edge_runtime.pipeline import SOURCE_RETRY_MAX_S
@@ -47,11 +47,9 @@ def view_of(pipeline: Pipeline) -> PipelineView:
 class ServiceReporter:
     """The daemon's side of the sd_notify protocol."""
 
-    def __init__(self, notifier: Notifier, watchdog_interval_s: float | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, notifier: Notifier, watchdog_interval_s: float | None) -> None:
         self.notifier = notifier
         self.watchdog_interval_s = watchdog_interval_s
-        self._clock = clock
         self._ready = False  # READY=1 sent for the current configuration
         self._armed = False  # READY=1 sent at least once: systemd's watchdog is running
         self._last_ping = 0.0
@@ -82,7 +80,7 @@ class ServiceReporter:
         """Send READY=1 when settled, WATCHDOG=1 when due and nothing is stuck, STATUS=."""
         if not self.notifier.enabled:
             return
-        now = self._clock()
+        now = time.monotonic()
         views = [view_of(p) for p in pipelines]
         interval = self.watchdog_interval_s or STALL_WITHOUT_WATCHDOG_S
         problems = watchdog_problems(views, now, interval, RETRY_LIMIT_S, link.alive)
