@@ -437,7 +437,7 @@ def accelerator_checks(config: Config, *, survey: DeviceSurvey | None = None,
             continue
         name = f"pipeline {pipeline.name}: {spec.label}"
         bad: CheckStatus = "fail" if accelerator.fallback == "fail" else "warn"
-        suffix = "" if bad == "fail" else " (it would run on the CPU, degraded)"
+        suffix = "" if bad == "fail" else "; it would run on the CPU, degraded"
         error = load_library(spec.library)
         if error is not None:
             hint = (EDGETPU_INSTALL_HINT if spec.kind == "edgetpu" else

@@ -28,7 +28,7 @@ from edge_runtime.runners.accelerators import (
     explain_delegate_failure,
     survey_devices,
 )
-from edge_runtime.runners.backends import BackendChoice
+from edge_runtime.runners.backends import Backend, BackendChoice
 from edge_runtime.runners.interpreter import RunnerInfo, TFLiteRunner
 from edge_runtime.runners.model_file import ModelFile, custom_operator_codes, read_model
 from edge_runtime.types import TensorSpec
@@ -89,6 +89,10 @@ class FallbackRunner:
             self._active = accelerated
 
     # --- what the pipeline sees -------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        return self.cpu.backend  # the accelerated runner uses the same backend
 
     @property
     def model(self) -> ModelFile:

@@ -5,9 +5,11 @@
  *
  * Options (key/value strings, as TFLite's external delegate interface passes them):
  *   marker  path of a file; one line "prepared" is appended per Prepare call
- *   fail    "create" -> tflite_plugin_create_delegate returns NULL after report_error(message)
- *           "prepare" -> Prepare returns kTfLiteError (the interpreter refuses the delegate)
- *   message the error text reported on failure (default "probe delegate failed on request")
+ *   fail       "create": tflite_plugin_create_delegate returns NULL after report_error(message)
+ *              "prepare": Prepare returns kTfLiteError (the interpreter refuses the delegate)
+ *   fail_while path of a file; create fails as with fail=create while that file exists (an
+ *              accelerator that comes back when the test removes the file)
+ *   message    the error text reported on failure (default "probe delegate failed on request")
  *
  * Build: cc -shared -fPIC -o libprobe_delegate.so probe_delegate.c
  */
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The public C ABI of TfLiteDelegate (tensorflow/lite/core/c/common.h); only pointers are
  * used, so the context and buffer-handle types stay opaque. */
@@ -51,19 +54,21 @@ static TfLiteStatus probe_prepare(void *context, TfLiteDelegate *delegate) {
 
 TfLiteDelegate *tflite_plugin_create_delegate(char **keys, char **values, size_t count,
                                               void (*report_error)(const char *)) {
-    const char *marker = "", *fail = "", *message = "probe delegate failed on request";
+    const char *marker = "", *fail = "", *fail_while = "";
+    const char *message = "probe delegate failed on request";
     /* Python's ctypes passes the count as a C int: keep only its low 32 bits. */
     size_t n = (uint32_t)count;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(keys[i], "marker") == 0) marker = values[i];
         else if (strcmp(keys[i], "fail") == 0) fail = values[i];
+        else if (strcmp(keys[i], "fail_while") == 0) fail_while = values[i];
         else if (strcmp(keys[i], "message") == 0) message = values[i];
         else {
             if (report_error != NULL) report_error("probe delegate: unknown option");
             return NULL;
         }
     }
-    if (strcmp(fail, "create") == 0) {
+    if (strcmp(fail, "create") == 0 || (fail_while[0] != '\0' && access(fail_while, F_OK) == 0)) {
         if (report_error != NULL) report_error(message);
         return NULL;
     }
