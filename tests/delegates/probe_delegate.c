@@ -19,12 +19,21 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The public C ABI of TfLiteDelegate (tensorflow/lite/core/c/common.h); only pointers are
- * used, so the context and buffer-handle types stay opaque. */
+/* The public C ABI (tensorflow/lite/core/c/common.h): TfLiteDelegate in full, and only the
+ * first two members of TfLiteContext, which have not moved since TFLite 1.x. */
 typedef int TfLiteStatus; /* kTfLiteOk = 0, kTfLiteError = 1 */
+typedef struct {
+    int size;
+    int data[];
+} TfLiteIntArray;
+typedef struct TfLiteContext {
+    size_t tensors_size;
+    TfLiteStatus (*GetExecutionPlan)(struct TfLiteContext *context, TfLiteIntArray **plan);
+    /* ... more members this delegate does not use ... */
+} TfLiteContext;
 typedef struct TfLiteDelegate {
     void *data_;
-    TfLiteStatus (*Prepare)(void *context, struct TfLiteDelegate *delegate);
+    TfLiteStatus (*Prepare)(TfLiteContext *context, struct TfLiteDelegate *delegate);
     TfLiteStatus (*CopyFromBufferHandle)(void *context, struct TfLiteDelegate *delegate,
                                          int buffer_handle, void *tensor);
     TfLiteStatus (*CopyToBufferHandle)(void *context, struct TfLiteDelegate *delegate,
@@ -39,13 +48,14 @@ typedef struct {
     int fail_prepare;
 } ProbeState;
 
-static TfLiteStatus probe_prepare(void *context, TfLiteDelegate *delegate) {
-    (void)context;
+static TfLiteStatus probe_prepare(TfLiteContext *context, TfLiteDelegate *delegate) {
     ProbeState *state = (ProbeState *)delegate->data_;
+    TfLiteIntArray *plan = NULL;
+    int nodes = context->GetExecutionPlan(context, &plan) == 0 && plan != NULL ? plan->size : -1;
     if (state->marker[0] != '\0') {
         FILE *marker = fopen(state->marker, "a");
         if (marker != NULL) {
-            fputs("prepared\n", marker);
+            fprintf(marker, "prepared %d\n", nodes);
             fclose(marker);
         }
     }

@@ -1,10 +1,10 @@
 """Accelerators end to end with a real external delegate built from C by the test suite.
 
 The probe delegate (tests/delegates/probe_delegate.c) takes no operators, writes a marker
-file when TFLite prepares it and fails on request, so every path the daemon takes with a
-real NPU delegate - loaded with options, refused with its own error text, back after an
-outage - runs through the real interpreter on the real digits model. The Edge TPU paths
-run on this machine's missing libedgetpu.
+file when TFLite prepares it (with the number of nodes it was offered) and fails on
+request, so every path the daemon takes with a real NPU delegate - loaded with options,
+refused with its own error text, back after an outage - runs through the real interpreter
+on the real digits model. The Edge TPU paths run on this machine's missing libedgetpu.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.conftest import SubscriberFactory
 from tests.integration.test_bad_input import assert_one_clear_line
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DaemonProcess, run_cli
-from tests.support.delegates import build_probe_delegate, make_edgetpu_like_model
+from tests.support.delegates import build_probe_delegate, make_edgetpu_like_model, operator_count
 
 MODELS = models_dir()
 DIGITS = MODELS / "digits_int8.tflite"
@@ -104,7 +104,8 @@ def test_pipeline_runs_on_the_delegate_loaded_with_its_options(probe: Path,
     marker = tmp_path / "prepared.txt"
     config = pipeline_config({"accelerator": probe_accelerator(probe, marker=str(marker))})
     pipeline, sink = run(config, ArraySource(images()))
-    assert marker.read_text() == "prepared\n"  # TFLite called the delegate's Prepare once
+    # Prepare ran once, offered the whole graph: the delegate goes before XNNPACK
+    assert marker.read_text() == f"prepared {operator_count(DIGITS)}\n"
     assert len(sink.results) == FRAMES
     assert labels(sink) == cpu_labels()  # a delegate that takes nothing changes nothing
     assert sum(a == b for a, b in zip(labels(sink), truth(), strict=True)) >= 0.9 * FRAMES
@@ -186,7 +187,7 @@ def test_delegate_that_comes_back_is_used_again_without_losing_a_frame(probe: Pa
     assert pipeline.state == "finished", pipeline.error
     assert source.switched_at is not None, "the pipeline never switched back"
     assert [r.frame_number for r in sink.results] == list(range(source.delivered))
-    assert marker.read_text() == "prepared\n"
+    assert marker.read_text() == f"prepared {operator_count(DIGITS)}\n"
     accelerator = pipeline.snapshot()["accelerator"]
     assert accelerator["active"] == "delegate libprobe_delegate.so"
     assert accelerator["degraded"] is False

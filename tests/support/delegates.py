@@ -69,6 +69,13 @@ def make_edgetpu_like_model(source: Path, dest: Path) -> Path:
     return dest
 
 
+def operator_count(path: Path) -> int:
+    """Operators in the model's main graph, read with the generated schema module."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return len(schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0).subgraphs[0].operators)
+
+
 def coral_present(sysfs: Path = Path("/sys/bus/usb/devices"), dev: Path = Path("/dev")) -> bool:
     """A Coral USB Accelerator in sysfs or a PCIe Edge TPU node: the hardware tests run."""
     for entry in sysfs.glob("*"):
