@@ -9,6 +9,7 @@ on the real digits model. The Edge TPU paths run on this machine's missing libed
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
@@ -21,8 +22,10 @@ import pytest
 
 from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import PipelineConfig
+from edge_runtime.errors import DelegateError
 from edge_runtime.pipeline import ModelStages, Pipeline
 from edge_runtime.runners.accelerators import library_loads
+from edge_runtime.runners.backends import load_backend
 from edge_runtime.testing import ArraySource, CollectingSink
 from edge_runtime.types import Frame, Image
 from tests.conftest import SubscriberFactory
@@ -339,3 +342,18 @@ def test_inspect_an_edgetpu_model_says_what_is_missing(edgetpu_model: Path) -> N
     result = run_cli("inspect", str(edgetpu_model), "--accelerator", "cpu")
     assert result.returncode == 78
     assert_one_clear_line(result.stderr, "compiled for the Edge TPU", "cannot run without it")
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_failed_delegate_load_leaves_no_finalizer_noise(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    """ai-edge-litert's half-built Delegate raises AttributeError in __del__ after a library
+    that does not load; it must not reach sys.unraisablehook (pytest turns what reaches it
+    into a warning, made an error here)."""
+    backend = load_backend("litert")
+    with pytest.raises(DelegateError) as caught:
+        backend.load_delegate(str(tmp_path / "libmissing.so"), {})
+    assert caught.value.stage == "library"
+    assert "cannot open shared object file" in caught.value.detail
+    gc.collect()
+    assert capsys.readouterr().err == ""
