@@ -405,10 +405,13 @@ CheckStatus = Literal["pass", "warn", "fail"]
 class AcceleratorCheck:
     """One doctor line: what was checked, the verdict, and a fix when it is not a pass."""
 
-    name: str
+    name: str  # "door: edgetpu (usb) library"
     status: CheckStatus
     message: str
     hint: str = ""
+
+    def line(self) -> str:
+        return f"{self.name}: {self.message}"
 
 
 def library_loads(library: str) -> str | None:
@@ -435,25 +438,25 @@ def accelerator_checks(config: Config, *, survey: DeviceSurvey | None = None,
         spec = delegate_spec(accelerator)
         if spec is None or isinstance(accelerator, CpuAccelerator):
             continue
-        name = f"pipeline {pipeline.name}: {spec.label}"
+        name = f"{pipeline.name}: {spec.label}"
         bad: CheckStatus = "fail" if accelerator.fallback == "fail" else "warn"
         suffix = "" if bad == "fail" else "; it would run on the CPU, degraded"
         error = load_library(spec.library)
         if error is not None:
             hint = (EDGETPU_INSTALL_HINT if spec.kind == "edgetpu" else
                     "give an absolute path, or install the library where ldconfig finds it")
-            checks.append(AcceleratorCheck(f"{name}: library", bad,
+            checks.append(AcceleratorCheck(f"{name} library", bad,
                                            f"{spec.library} cannot be loaded: {error}{suffix}",
                                            hint))
         else:
-            checks.append(AcceleratorCheck(f"{name}: library", "pass", f"{spec.library} loads"))
+            checks.append(AcceleratorCheck(f"{name} library", "pass", f"{spec.library} loads"))
         if isinstance(accelerator, EdgeTpuAccelerator):
             found = survey or survey_devices()
             problem = edgetpu_device_problem(accelerator.device, found)
             checks.append(
-                AcceleratorCheck(f"{name}: device", bad, problem[0] + suffix, problem[1])
+                AcceleratorCheck(f"{name} device", bad, problem[0] + suffix, problem[1])
                 if problem else
-                AcceleratorCheck(f"{name}: device", "pass",
+                AcceleratorCheck(f"{name} device", "pass",
                                  f"{len(found.coral_usb)} Coral USB and {len(found.apex)} PCIe "
                                  "Edge TPU(s) present"))
         checks.append(_model_check(name, pipeline.model.path, spec.kind))
@@ -464,15 +467,15 @@ def _model_check(name: str, path: Path, accelerator: str) -> AcceleratorCheck:
     try:
         model = read_model(path)
     except EdgeRuntimeError as err:
-        return AcceleratorCheck(f"{name}: model", "fail", err.message, err.hint or "")
+        return AcceleratorCheck(f"{name} model", "fail", err.message, err.hint or "")
     codes = custom_operator_codes(model.content)
     if codes is None:
-        return AcceleratorCheck(f"{name}: model", "fail", f"{path.name}: operator table is "
+        return AcceleratorCheck(f"{name} model", "fail", f"{path.name}: operator table is "
                                 "damaged", "replace the model file")
     problem = model_accelerator_problem(codes, accelerator, path.name)
     if problem is not None:
-        return AcceleratorCheck(f"{name}: model", "fail", problem[0], problem[1])
-    return AcceleratorCheck(f"{name}: model", "pass", f"{path.name} fits {accelerator}")
+        return AcceleratorCheck(f"{name} model", "fail", problem[0], problem[1])
+    return AcceleratorCheck(f"{name} model", "pass", f"{path.name} fits {accelerator}")
 
 
 def status_now(requested: str, active: str, reason: str = "") -> AcceleratorStatus:

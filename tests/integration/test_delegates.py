@@ -30,7 +30,7 @@ from edge_runtime.testing import ArraySource, CollectingSink
 from edge_runtime.types import Frame, Image
 from tests.conftest import SubscriberFactory
 from tests.integration.test_bad_input import assert_one_clear_line
-from tests.support.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker, free_port
 from tests.support.daemon import DaemonProcess, run_cli
 from tests.support.delegates import build_probe_delegate, make_edgetpu_like_model, operator_count
 
@@ -209,7 +209,8 @@ def write_config(tmp_path: Path, accelerator: dict[str, Any], *, model: Path = D
     if fps is not None:
         source["fps"] = fps
     config = {"device_id": "accel", "state_dir": str(tmp_path / "state"),
-              "mqtt": {"port": port},
+              "mqtt": {"host": "127.0.0.1", "port": port},
+              "health": {"port": free_port(), "stats_interval_s": 0},
               "pipelines": [{"name": "digits", "source": source, "model": model_section}]}
     path = tmp_path / "edge.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
@@ -259,6 +260,14 @@ def test_degraded_daemon_still_publishes(probe: Path, tmp_path: Path, broker: Mo
     subscriber = subscriber_factory(broker.host, broker.port, ["edge/accel/+/predictions"])
     daemon = daemon_factory(path)
     assert subscriber.wait_for_count("digits", 20, timeout_s=30), daemon.log_text()
+    health = run_cli("health", "--config", str(path), "--json")
+    assert health.returncode == 1, health.stdout  # degraded
+    body = json.loads(health.stdout)
+    assert body["overall"] == "degraded"
+    digits = body["pipelines"]["digits"]
+    assert digits["state"] == "degraded" and digits["accelerator"] == "cpu/xnnpack"
+    assert digits["accelerator_fallback"] == (f"pipeline 'digits': delegate {probe} refused "
+                                              f"to start: {NPU_ERROR}")
     assert daemon.terminate() == 0
     log = daemon.log_text()
     assert f"refused to start: {NPU_ERROR}" in log and "running on the CPU" in log
@@ -357,3 +366,22 @@ def test_failed_delegate_load_leaves_no_finalizer_noise(capsys: pytest.CaptureFi
     assert "cannot open shared object file" in caught.value.detail
     gc.collect()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("no_libedgetpu")
+def test_doctor_reports_the_missing_edgetpu_on_its_own_lines(tmp_path: Path,
+                                                             broker: MosquittoBroker,
+                                                             edgetpu_model: Path) -> None:
+    path = write_config(tmp_path, {"type": "edgetpu", "device": "usb", "fallback": "cpu"},
+                        model=edgetpu_model, cpu_path=DIGITS, port=broker.port)
+    done = run_cli("doctor", "--config", str(path), "--json")
+    report = json.loads(done.stdout)
+    lines = {r["message"].split(":", 2)[1].strip(): r for r in report["results"]
+             if r["check"] == "accelerator"}
+    assert {name: r["status"] for name, r in lines.items()} == {
+        "edgetpu (usb) library": "warn", "edgetpu (usb) device": "warn",
+        "edgetpu (usb) model": "pass"}
+    assert "libedgetpu1-std" in lines["edgetpu (usb) library"]["hint"]
+    assert "it would run on the CPU, degraded" in lines["edgetpu (usb) device"]["message"]
+    others = [r for r in report["results"] if r["check"] in {"model", "fast path", "broker"}]
+    assert others and all(r["status"] == "pass" for r in others), others
