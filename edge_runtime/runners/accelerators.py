@@ -57,6 +57,9 @@ APEX_PERMISSION_HINT = (
     "add the service user to the apex group: sudo usermod -aG apex USER; the udev rule "
     "SUBSYSTEM==\"apex\", MODE=\"0660\", GROUP=\"apex\" in /etc/udev/rules.d/65-apex.rules "
     "gives that group the device; then reboot")
+USB_UNREADABLE_HINT = (
+    "in a container, give it /sys/bus/usb and /dev/bus/usb (docker: --device /dev/bus/usb "
+    "-v /sys/bus/usb:/sys/bus/usb:ro); on the host, check lsusb for 1a6e:089a or 18d1:9302")
 APEX_DRIVER_HINT = (
     "install the PCIe driver, gasket-dkms from Coral's apt repository; check that lspci lists "
     "the card, then reboot")
@@ -203,7 +206,7 @@ class DeviceSurvey:
             ids = sorted({d.ids for d in self.usb})
             usb = f"USB devices seen: {', '.join(ids)}" if ids else "no USB devices seen"
         else:
-            usb = f"USB devices unknown ({USB_SYSFS} not readable)"
+            usb = f"USB devices unknown: {USB_SYSFS} is not readable"
         apex = (", ".join(str(a.path) for a in self.apex) if self.apex
                 else f"no {DEV_DIR / APEX_GLOB}")
         return f"{usb}; {apex}"
@@ -260,6 +263,9 @@ def edgetpu_device_problem(device: str | None,
     wanted = device or "any"
     if not found or (index is not None and index >= len(found)):
         seen = survey.describe()
+        if kind != "pci" and not survey.usb_readable:
+            return (f"cannot tell whether Edge TPU {wanted} is present: {seen}",
+                    USB_UNREADABLE_HINT)
         if kind == "pci":
             return (f"Edge TPU {wanted} is not present: {len(found)} PCIe Edge TPU(s) found "
                     f"({seen})", APEX_DRIVER_HINT)
@@ -398,7 +404,7 @@ class AcceleratorStatus:
 
 # --- checks for doctor --------------------------------------------------------------------
 
-CheckStatus = Literal["pass", "warn", "fail"]
+CheckStatus = Literal["pass", "warn", "fail", "skip"]  # skip: cannot be told here
 
 
 @dataclass(frozen=True)
@@ -453,8 +459,10 @@ def accelerator_checks(config: Config, *, survey: DeviceSurvey | None = None,
         if isinstance(accelerator, EdgeTpuAccelerator):
             found = survey or survey_devices()
             problem = edgetpu_device_problem(accelerator.device, found)
+            unknown = problem is not None and problem[1] == USB_UNREADABLE_HINT
             checks.append(
-                AcceleratorCheck(f"{name} device", bad, problem[0] + suffix, problem[1])
+                AcceleratorCheck(f"{name} device", "skip" if unknown else bad,
+                                 problem[0] + ("" if unknown else suffix), problem[1])
                 if problem else
                 AcceleratorCheck(f"{name} device", "pass",
                                  f"{len(found.coral_usb)} Coral USB and {len(found.apex)} PCIe "

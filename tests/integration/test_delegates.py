@@ -36,6 +36,7 @@ from tests.support.delegates import build_probe_delegate, make_edgetpu_like_mode
 
 MODELS = models_dir()
 DIGITS = MODELS / "digits_int8.tflite"
+USB_SYSFS = Path("/sys/bus/usb/devices")
 HELD_OUT = sorted((MODELS / "demo" / "digits").glob("*.jpg"))
 FRAMES = 40
 NPU_ERROR = "NPU firmware 6.4.9 not found in /lib/firmware"
@@ -378,10 +379,12 @@ def test_doctor_reports_the_missing_edgetpu_on_its_own_lines(tmp_path: Path,
     report = json.loads(done.stdout)
     lines = {r["message"].split(":", 2)[1].strip(): r for r in report["results"]
              if r["check"] == "accelerator"}
+    # without sysfs (a container) nobody can tell whether a Coral is plugged in
+    device = "warn" if USB_SYSFS.is_dir() else "skip"
     assert {name: r["status"] for name, r in lines.items()} == {
-        "edgetpu (usb) library": "warn", "edgetpu (usb) device": "warn",
+        "edgetpu (usb) library": "warn", "edgetpu (usb) device": device,
         "edgetpu (usb) model": "pass"}
     assert "libedgetpu1-std" in lines["edgetpu (usb) library"]["hint"]
-    assert "it would run on the CPU, degraded" in lines["edgetpu (usb) device"]["message"]
+    assert "it would run on the CPU, degraded" in lines["edgetpu (usb) library"]["message"]
     others = [r for r in report["results"] if r["check"] in {"model", "fast path", "broker"}]
     assert others and all(r["status"] == "pass" for r in others), others

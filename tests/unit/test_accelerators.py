@@ -230,6 +230,15 @@ def test_pci_edgetpu_missing_and_not_accessible() -> None:
         "pci:0", survey_of(apex=(ApexDevice(Path("/dev/apex_0"), True),))) is None
 
 
+def test_without_sysfs_the_usb_edgetpu_is_unknown_not_absent() -> None:
+    survey = DeviceSurvey((), (), usb_readable=False)
+    problem = edgetpu_device_problem("usb", survey)
+    assert problem is not None and problem[0].startswith("cannot tell whether Edge TPU usb")
+    assert "/dev/bus/usb" in problem[1]
+    pci = edgetpu_device_problem("pci:0", survey)  # /dev is readable: absent is absent
+    assert pci is not None and "is not present" in pci[0]
+
+
 def test_any_edgetpu_prefers_an_accessible_one() -> None:
     survey = survey_of(usb("18d1:9302", accessible=False, name="1-1"), usb("18d1:9302"))
     assert edgetpu_device_problem(None, survey) is None
@@ -318,5 +327,8 @@ def test_accelerator_checks_for_a_missing_edgetpu(tmp_path: Path) -> None:
         ("lenient: library", "warn"), ("lenient: device", "warn"), ("lenient: model", "fail")]
     assert "libedgetpu1-std" in by_name["strict: library"].hint
     assert "no Edge TPU is present" in by_name["lenient: device"].message
+    unknown = accelerator_checks(config, survey=DeviceSurvey((), (), usb_readable=False),
+                                 load_library=lambda name: None)
+    assert [c.status for c in unknown if c.name.endswith("device")] == ["skip", "skip"]
     assert by_name["lenient: model"].line().startswith(
         "lenient: edgetpu (first found) model: model digits_int8.tflite is not compiled")
