@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -24,8 +25,9 @@ from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import PipelineConfig
 from edge_runtime.errors import DelegateError
 from edge_runtime.pipeline import ModelStages, Pipeline
-from edge_runtime.runners.accelerators import library_loads
-from edge_runtime.runners.backends import load_backend
+from edge_runtime.runners import TFLiteRunner, read_model
+from edge_runtime.runners.accelerators import DelegateSpec, library_loads
+from edge_runtime.runners.backends import BackendChoice, load_backend
 from edge_runtime.testing import ArraySource, CollectingSink
 from edge_runtime.types import Frame, Image
 from tests.conftest import SubscriberFactory
@@ -41,6 +43,7 @@ HELD_OUT = sorted((MODELS / "demo" / "digits").glob("*.jpg"))
 FRAMES = 40
 NPU_ERROR = "NPU firmware 6.4.9 not found in /lib/firmware"
 PIPELINE_TIMEOUT_S = 60.0
+BACKEND = cast("BackendChoice", os.environ.get("EDGE_RUNTIME_TEST_BACKEND", "litert"))
 
 
 @pytest.fixture(scope="module")
@@ -354,17 +357,27 @@ def test_inspect_an_edgetpu_model_says_what_is_missing(edgetpu_model: Path) -> N
     assert_one_clear_line(result.stderr, "compiled for the Edge TPU", "cannot run without it")
 
 
+@pytest.mark.backend
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-def test_failed_delegate_load_leaves_no_finalizer_noise(capsys: pytest.CaptureFixture[str],
-                                                        tmp_path: Path) -> None:
-    """ai-edge-litert's half-built Delegate raises AttributeError in __del__ after a library
-    that does not load; it must not reach sys.unraisablehook (pytest turns what reaches it
-    into a warning, made an error here)."""
-    backend = load_backend("litert")
-    with pytest.raises(DelegateError) as caught:
+def test_each_backend_loads_delegates_and_reports_their_failures(
+        probe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the backend under test (EDGE_RUNTIME_TEST_BACKEND, see run-tests.sh). A
+    library that does not load leaves a half-built Delegate whose __del__ raises
+    AttributeError; it must not reach sys.unraisablehook (pytest turns what does into a
+    warning, made an error here) nor the terminal."""
+    backend = load_backend(BACKEND)
+    marker = tmp_path / "prepared.txt"
+    runner = TFLiteRunner(read_model(DIGITS), backend=BACKEND, delegate=DelegateSpec(
+        "delegate", str(probe), (("marker", str(marker)),), "delegate probe"))
+    assert runner.backend.name == BACKEND
+    assert marker.read_text() == f"prepared {operator_count(DIGITS)}\n"
+    with pytest.raises(DelegateError) as refused:
+        backend.load_delegate(str(probe), {"fail": "create", "message": NPU_ERROR})
+    assert (refused.value.stage, refused.value.detail) == ("create", NPU_ERROR)
+    with pytest.raises(DelegateError) as missing:
         backend.load_delegate(str(tmp_path / "libmissing.so"), {})
-    assert caught.value.stage == "library"
-    assert "cannot open shared object file" in caught.value.detail
+    assert missing.value.stage == "library"
+    assert "cannot open shared object file" in missing.value.detail
     gc.collect()
     assert capsys.readouterr().err == ""
 

@@ -70,10 +70,16 @@ def make_edgetpu_like_model(source: Path, dest: Path) -> Path:
 
 
 def operator_count(path: Path) -> int:
-    """Operators in the model's main graph, read with the generated schema module."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    return len(schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0).subgraphs[0].operators)
+    """Nodes of the model's main graph before any delegate, straight from the interpreter
+    module that is installed (ai-edge-litert, else tflite-runtime)."""
+    try:
+        from ai_edge_litert import interpreter as tflite
+    except ImportError:
+        from tflite_runtime import interpreter as tflite
+    plain = tflite.Interpreter(
+        model_content=path.read_bytes(),
+        experimental_op_resolver_type=tflite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return len(plain._get_ops_details())
 
 
 def coral_present(sysfs: Path = Path("/sys/bus/usb/devices"), dev: Path = Path("/dev")) -> bool:

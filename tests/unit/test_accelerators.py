@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ai_edge_litert import schema_py_generated as schema
 
 from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import Config, PipelineConfig
@@ -117,7 +116,10 @@ def test_parse_accelerator_rejects(text: str, options: list[str], fragment: str)
 
 
 def schema_custom_codes(path: Path) -> tuple[str, ...]:
-    """Independent reference: the generated TFLite schema module."""
+    """Independent reference: the generated TFLite schema module (ships with ai-edge-litert;
+    imported here so the tflite-runtime environment can still collect this file)."""
+    from ai_edge_litert import schema_py_generated as schema
+
     model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
     return tuple(c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
                  for c in model.operatorCodes if c.customCode)
