@@ -11,12 +11,11 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -27,10 +26,7 @@ from edge_runtime.config.schema import (
     EdgeTpuAccelerator,
 )
 from edge_runtime.errors import DelegateError, EdgeRuntimeError, ModelError
-from edge_runtime.runners.model_file import custom_operator_codes, read_model
-
-if TYPE_CHECKING:
-    from edge_runtime.runners.model_file import ModelFile
+from edge_runtime.runners.model_file import ModelFile, custom_operator_codes, read_model
 
 CPU_LABEL = "cpu"
 _ACCELERATOR: TypeAdapter[AcceleratorConfig] = TypeAdapter(AcceleratorConfig)
@@ -201,7 +197,7 @@ class DeviceSurvey:
         return tuple(d for d in self.usb if d.coral)
 
     def describe(self) -> str:
-        """What was seen, for messages: Coral devices named, other USB ids listed."""
+        """What was seen, for messages: every USB id, and the /dev/apex_N nodes."""
         if self.usb_readable:
             ids = sorted({d.ids for d in self.usb})
             usb = f"USB devices seen: {', '.join(ids)}" if ids else "no USB devices seen"
@@ -484,8 +480,3 @@ def _model_check(name: str, path: Path, accelerator: str) -> AcceleratorCheck:
     if problem is not None:
         return AcceleratorCheck(f"{name} model", "fail", problem[0], problem[1])
     return AcceleratorCheck(f"{name} model", "pass", f"{path.name} fits {accelerator}")
-
-
-def status_now(requested: str, active: str, reason: str = "") -> AcceleratorStatus:
-    """A status stamped with the current wall-clock time."""
-    return AcceleratorStatus(requested, active, active != requested, reason, time.time())

@@ -60,8 +60,8 @@ def same_signature(a: Sequence[TensorSpec], b: Sequence[TensorSpec]) -> bool:
 class FallbackRunner:
     """Runs on the accelerator when it works and on the CPU otherwise.
 
-    ``invoke`` is called from one thread (the pipeline's inference thread); ``status`` from
-    any thread.
+    ``invoke`` is called from one thread (the pipeline's inference thread);
+    ``accelerator_status`` from any thread.
     """
 
     def __init__(self, build_accelerated: Callable[[], AcceleratedRunner], cpu: TFLiteRunner,
