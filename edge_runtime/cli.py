@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--backend", choices=["auto", "litert", "tflite-runtime"],
                          default="auto")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--accelerator", metavar="SPEC",
+                         help="cpu, edgetpu[:usb|usb:N|pci|pci:N] or delegate:LIBRARY (default: "
+                         "edgetpu for a model compiled for it, else cpu)")
+    inspect.add_argument("--delegate-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="option for delegate:LIBRARY (repeatable)")
 
     predict = sub.add_parser("predict", help="run one image through a configured pipeline")
     predict.add_argument("--config", type=Path, required=True)
@@ -141,10 +146,19 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from edge_runtime.runners import TFLiteRunner, read_model
+    from edge_runtime.runners import read_model
+    from edge_runtime.runners.accelerators import EDGETPU_CUSTOM_OP, parse_accelerator
+    from edge_runtime.runners.model_file import custom_operator_codes
+    from edge_runtime.runners.placement import placement_report
 
     model = read_model(args.model)
-    runner = TFLiteRunner(model, backend=args.backend, threads=1)
+    compiled = EDGETPU_CUSTOM_OP in (custom_operator_codes(model.content) or ())
+    default = "edgetpu" if compiled else "cpu"
+    try:
+        accelerator = parse_accelerator(args.accelerator or default, args.delegate_option)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    runner, placement = placement_report(model, accelerator, args.backend)
     info = runner.info
     report: dict[str, Any] = {
         "path": str(model.path), "size_bytes": model.size, "sha256": model.sha256,
@@ -152,14 +166,16 @@ def _inspect(args: argparse.Namespace) -> int:
         "inputs": [s.describe() for s in runner.inputs],
         "outputs": [s.describe() for s in runner.outputs],
         "operators": runner.operator_counts(),
+        "accelerator": placement,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return int(ExitCode.OK)
+    xnnpack = {True: "on", False: "off", None: "not known"}[info.xnnpack]
     print(f"model     {model.path}")
     print(f"size      {model.size} bytes")
     print(f"sha256    {model.sha256}")
-    print(f"backend   {info.backend} (XNNPACK {'on' if info.xnnpack else 'not seen'})")
+    print(f"backend   {info.backend} (XNNPACK {xnnpack})")
     for kind in ("inputs", "outputs"):
         for spec in report[kind]:
             quant = (f"scale {spec['scale']:.6g} zero_point {spec['zero_point']}"
@@ -167,7 +183,29 @@ def _inspect(args: argparse.Namespace) -> int:
             print(f"{kind[:-1]:<9} {spec['name']}: {spec['shape']} {spec['dtype']} ({quant})")
     ops = ", ".join(f"{name} x{count}" for name, count in report["operators"].items())
     print(f"operators {ops}")
+    for line in _placement_lines(placement):
+        print(line)
     return int(ExitCode.OK)
+
+
+def _placement_lines(placement: dict[str, Any]) -> list[str]:
+    """The accelerator part of ``inspect``: what the accelerator took, what the CPU runs."""
+    def split(data: dict[str, Any]) -> str:
+        cpu = ", ".join(f"{n} x{c}" for n, c in data["cpu_operators"].items()) or "nothing"
+        return (f"{data['delegated']} of {data['operators']} operators in "
+                f"{data['delegate_kernels']} delegate kernel(s); CPU kernels run {cpu}")
+
+    lines = [f"runs on   {placement['requested']}"]
+    if placement["custom_operators"]:
+        lines.append(f"custom    {', '.join(placement['custom_operators'])}")
+    share = placement["accelerator_share"]
+    if share is not None:
+        lines.append(f"accel     {split(share)}")
+        if share["delegated"] == 0:
+            lines.append("          the accelerator took no operator: everything runs on the CPU")
+    if placement["execution"] is not None:
+        lines.append(f"execution {split(placement['execution'])} (as the daemon runs it)")
+    return lines
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -76,3 +76,20 @@ class BackendUnavailableError(EdgeRuntimeError):
     """The interpreter backend or a delegate cannot be loaded."""
 
     exit_code = ExitCode.BACKEND_UNAVAILABLE
+
+
+class DelegateError(BackendUnavailableError):
+    """An accelerator delegate cannot be used: its library, its device or the model.
+
+    ``stage`` says where it failed (``library``: the shared library does not load,
+    ``create``: the library refused to create the delegate, ``prepare``: the interpreter
+    could not apply it to the model, ``invoke``: it failed while running); ``detail`` is the
+    delegate's own error text.
+    """
+
+    def __init__(self, message: str, *, library: str, stage: str, detail: str,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.library = library
+        self.stage = stage
+        self.detail = detail

@@ -7,9 +7,10 @@ stderr lines; we capture them and fold them into our own log lines and error mes
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
@@ -40,3 +41,23 @@ def last_native_message(lines: list[str]) -> str:
     if text.startswith("[") and "] " in text:
         text = text.split("] ", 1)[1]
     return text.strip()
+
+
+@contextmanager
+def suppressed_unraisable(predicate: Callable[[sys.UnraisableHookArgs], bool]) -> Iterator[None]:
+    """Drop the "Exception ignored in ..." reports ``predicate`` matches inside the block.
+
+    For finalizer noise of library wrappers (ai-edge-litert's ``Delegate.__del__`` after a
+    failed load); anything else still reaches the previous ``sys.unraisablehook``.
+    """
+    previous = sys.unraisablehook
+
+    def hook(args: sys.UnraisableHookArgs) -> None:
+        if not predicate(args):
+            previous(args)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous

@@ -32,8 +32,8 @@ from edge_runtime.handoff import FrameSlot, HandoffClosed
 from edge_runtime.processing.labels import Labels, load_labels
 from edge_runtime.processing.preprocess import Preprocessor, ResizePlan
 from edge_runtime.processing.tasks import Postprocessor, build_postprocessor
-from edge_runtime.runners.interpreter import TFLiteRunner
 from edge_runtime.runners.model_file import ModelFile, read_model
+from edge_runtime.runners.placement import PipelineRunner, build_runner
 from edge_runtime.sources import FrameSource, build_source
 from edge_runtime.timing import LatencyWindow
 from edge_runtime.types import Frame, Image, Result, StageTimes
@@ -74,7 +74,7 @@ class ModelStages:
 
     config: PipelineConfig
     model: ModelFile
-    runner: TFLiteRunner
+    runner: PipelineRunner
     preprocessor: Preprocessor
     postprocessor: Postprocessor
     labels: Labels
@@ -84,7 +84,7 @@ class ModelStages:
         """Load the model and check that it fits the pipeline's preprocessing and task."""
         where = f"pipeline '{config.name}'"
         model = read_model(config.model.path)
-        runner = TFLiteRunner(model, backend=config.model.backend, threads=threads)
+        runner = build_runner(config, model, threads)
         labels = load_labels(config.model.labels)
         if len(runner.inputs) != 1:
             raise ModelError(f"{where}: model {model.path.name} has {len(runner.inputs)} inputs; "
@@ -382,6 +382,7 @@ class Pipeline:
             "model": {"name": self.stages.model.name, "sha256": self.stages.model.sha256},
             "backend": self.stages.runner.info.backend,
             "threads": self.stages.runner.threads,
+            "accelerator": self.stages.runner.accelerator_status().as_dict(),
         }
 
 

@@ -98,10 +98,14 @@ class Daemon:
             raise
         for pipeline in self.pipelines:
             info = pipeline.stages.runner.info
+            accelerator = pipeline.stages.runner.accelerator_status()
             log.info("pipeline %s: %s -> model %s (sha256 %s…) on %s, %d thread(s), "
-                     "XNNPACK %s", pipeline.name, pipeline.source.description,
+                     "XNNPACK %s, accelerator %s%s", pipeline.name, pipeline.source.description,
                      pipeline.stages.model.path.name, pipeline.stages.model.sha256[:12],
-                     info.backend, info.threads, "on" if info.xnnpack else "not seen")
+                     info.backend, info.threads, "on" if info.xnnpack else "not seen",
+                     accelerator.active,
+                     f" (degraded: {accelerator.requested} unavailable)"
+                     if accelerator.degraded else "")
         self.link.start()
         for pipeline in self.pipelines:
             pipeline.start()

@@ -107,8 +107,62 @@ SourceConfig = Annotated[
 # --- model, preprocessing, task --------------------------------------------------------
 
 
+class CpuAccelerator(Strict):
+    """The interpreter's own CPU kernels (XNNPACK where it applies); threads: model.threads."""
+
+    type: Literal["cpu"]
+
+
+class DelegateAcceleratorBase(Strict):
+    fallback: Literal["fail", "cpu"] = Field(
+        "fail", description="When the accelerator cannot be used: fail (exit 69 with the "
+        "reason), or cpu (run on the CPU, report the pipeline degraded, retry every retry_s).")
+    retry_s: float = Field(60.0, gt=0, le=86400,
+                           description="Seconds between attempts to get the accelerator back "
+                           "while running on the CPU fallback.")
+
+
+EDGETPU_DEVICE_PATTERN = r"^(usb|pci)(:[0-9]+)?$"
+
+
+class EdgeTpuAccelerator(DelegateAcceleratorBase):
+    """A Coral Edge TPU through libedgetpu.so.1; model.path must be an *_edgetpu.tflite."""
+
+    type: Literal["edgetpu"]
+    device: str | None = Field(
+        None, pattern=EDGETPU_DEVICE_PATTERN, description="usb, usb:N, pci or pci:N "
+        "(N counts devices of that kind from 0); None: the first Edge TPU found.")
+
+
+class DelegateAccelerator(DelegateAcceleratorBase):
+    """Any TFLite external delegate library (NPU, GPU...), loaded with key/value options."""
+
+    type: Literal["delegate"]
+    library: str = Field(min_length=1, description="Shared library: a path (relative to the "
+                         "config file) or a name the dynamic loader finds.")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Options passed to tflite_plugin_create_delegate "
+        "as strings (true/false for booleans).")
+
+    @field_validator("library")
+    @classmethod
+    def _resolve(cls, value: str, info: ValidationInfo) -> str:
+        return str(_resolve_path(Path(value), info)) if "/" in value else value
+
+
+AcceleratorConfig = Annotated[
+    CpuAccelerator | EdgeTpuAccelerator | DelegateAccelerator, Field(discriminator="type")
+]
+
+
 class ModelConfig(Strict):
     path: ConfigPath = Field(description="The .tflite model file.")
+    cpu_path: ConfigPath | None = Field(
+        None, description="The CPU variant of the model, used by the cpu fallback of an "
+        "accelerator (required for edgetpu: *_edgetpu.tflite files cannot run on the CPU).")
+    accelerator: AcceleratorConfig = Field(
+        default_factory=lambda: CpuAccelerator(type="cpu"),
+        description="Where the model runs: cpu (default), edgetpu or an external delegate.")
     labels: ConfigPath | None = Field(None, description="Labels file, one label per line.")
     backend: Literal["auto", "litert", "tflite-runtime"] = Field(
         "auto", description="Interpreter backend; auto prefers ai-edge-litert.")
@@ -122,6 +176,20 @@ class ModelConfig(Strict):
         if isinstance(value, int) and not 1 <= value <= 64:
             raise ValueError("threads must be between 1 and 64, or 'auto'")
         return value
+
+    @model_validator(mode="after")
+    def _fallback_model(self) -> ModelConfig:
+        accelerator = self.accelerator
+        if isinstance(accelerator, CpuAccelerator):
+            if self.cpu_path is not None:
+                raise ValueError("cpu_path is the CPU variant for an accelerator's fallback; "
+                                 "with accelerator type cpu use path alone")
+        elif (isinstance(accelerator, EdgeTpuAccelerator) and accelerator.fallback == "cpu"
+              and self.cpu_path is None):
+            raise ValueError("accelerator edgetpu with fallback cpu needs cpu_path, the CPU "
+                             "variant of the model (*_edgetpu.tflite files cannot run on the "
+                             "CPU)")
+        return self
 
 
 class PreprocessConfig(Strict):

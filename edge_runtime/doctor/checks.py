@@ -26,6 +26,7 @@ from edge_runtime.doctor.registry import CheckResult, DoctorContext, check
 from edge_runtime.errors import EdgeRuntimeError, SourceError
 from edge_runtime.pipeline import ModelStages, resolve_threads
 from edge_runtime.publishing.mqtt import close_client, configure_security, describe_connect_error
+from edge_runtime.runners.accelerators import CPU_LABEL, accelerator_checks
 from edge_runtime.runners.backends import REGISTRY, load_backend
 from edge_runtime.sources import FrameSource, build_source
 
@@ -67,6 +68,13 @@ def check_backends(context: DoctorContext) -> Iterator[CheckResult]:
                           + (", chosen by auto" if choice == "auto" else "") + ")")
 
 
+@check("accelerator")
+def check_accelerators(context: DoctorContext) -> Iterator[CheckResult]:
+    """Library, device and model of every pipeline with an Edge TPU or a delegate."""
+    for result in accelerator_checks(context.config):
+        yield CheckResult("accelerator", result.status, result.line(), result.hint or None)
+
+
 @check("model")
 def check_models(context: DoctorContext) -> Iterator[CheckResult]:
     pipelines = context.config.pipelines
@@ -94,6 +102,9 @@ def check_fast_path(context: DoctorContext) -> Iterator[CheckResult]:
             yield CheckResult("fast path", "warn", f"{name}: {stages.model.path.name} is not an "
                               "int8 model (float input)", "use a full-integer (int8) quantized "
                               "model: several times faster on a CPU")
+        elif info.accelerator != CPU_LABEL:
+            yield CheckResult("fast path", "pass", f"{name}: int8 model on {info.accelerator}, "
+                              f"{info.threads} CPU thread(s) for what it leaves")
         elif not info.xnnpack:
             yield CheckResult("fast path", "warn", f"{name}: XNNPACK was not applied by "
                               f"{info.backend}", "use the ai-edge-litert backend "

@@ -57,6 +57,8 @@ class PipelineSnapshot:
     threads: int
     latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # p50/p95/p99
     latency_histograms: Mapping[str, LatencyHistogram] = field(default_factory=dict)
+    # why the pipeline runs on the CPU instead of its configured accelerator; None: it does not
+    accelerator_fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,14 @@ def worst(states: list[HealthState]) -> HealthState:
 
 def evaluate_pipeline(pipeline: PipelineSnapshot, rules: HealthRules) -> PipelineHealth:
     """The rules for one pipeline (docs/health.md, "Pipeline rules")."""
+    verdict = _pipeline_rules(pipeline, rules)
+    if pipeline.accelerator_fallback is not None and pipeline.state == "running":
+        return PipelineHealth(verdict.name, worst([verdict.state, "degraded"]), (
+            *verdict.reasons, f"running on the CPU: {pipeline.accelerator_fallback}"))
+    return verdict
+
+
+def _pipeline_rules(pipeline: PipelineSnapshot, rules: HealthRules) -> PipelineHealth:
     name, source = pipeline.name, pipeline.source
     if pipeline.state == "failed":
         return PipelineHealth(name, "unhealthy", (f"failed: {pipeline.error or 'unknown error'}",))
@@ -241,6 +251,7 @@ def _pipeline_body(p: PipelineSnapshot, verdict: PipelineHealth) -> dict[str, An
         "model": {"name": p.model_name, "sha256": p.model_sha256},
         "backend": p.backend,
         "accelerator": p.accelerator,
+        "accelerator_fallback": p.accelerator_fallback,
         "threads": p.threads,
         "latency_ms": {stage: dict(summary) for stage, summary in p.latency_ms.items()},
     }

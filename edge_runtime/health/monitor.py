@@ -28,6 +28,7 @@ from edge_runtime.health.evaluate import (
 from edge_runtime.pipeline import STAGES, Pipeline
 from edge_runtime.publishing.mqtt import MqttLink
 from edge_runtime.publishing.outbox import Outbox
+from edge_runtime.runners.accelerators import CPU_LABEL
 from edge_runtime.runners.interpreter import RunnerInfo
 
 FPS_WINDOW_S = 10.0  # predictions per second are averaged over this long
@@ -44,7 +45,10 @@ class Observed(Protocol):
 
 
 def accelerator_of(info: RunnerInfo) -> str:
-    """Where inference runs, for humans and as a metric label."""
+    """Where inference runs, for humans and as a metric label (the delegate's label, e.g.
+    ``edgetpu (usb)``, while an accelerator runs it)."""
+    if info.accelerator != CPU_LABEL:
+        return info.accelerator
     return "cpu/xnnpack" if info.xnnpack else "cpu"
 
 
@@ -112,7 +116,9 @@ class HealthMonitor:
         stats = pipeline.stats
         started = pipeline.started_mono
         last = stats.last_result_mono
-        info = pipeline.stages.runner.info
+        runner = pipeline.stages.runner
+        info = runner.info
+        accelerator = runner.accelerator_status()
         return PipelineSnapshot(
             name=pipeline.name, state=pipeline.state,
             error=None if pipeline.error is None else str(pipeline.error),
@@ -128,7 +134,8 @@ class HealthMonitor:
             model_name=pipeline.stages.model.name, model_sha256=pipeline.stages.model.sha256,
             backend=info.backend, accelerator=accelerator_of(info), threads=info.threads,
             latency_ms=snap["latency_ms"],
-            latency_histograms={stage: stats.windows[stage].histogram() for stage in STAGES})
+            latency_histograms={stage: stats.windows[stage].histogram() for stage in STAGES},
+            accelerator_fallback=accelerator.reason if accelerator.degraded else None)
 
     def _fps(self, pipeline: Pipeline, now: float) -> float:
         """Predictions per second over the last FPS_WINDOW_S (since start, early on)."""

@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge_runtime.errors import BackendUnavailableError
+from edge_runtime.errors import BackendUnavailableError, DelegateError
+from edge_runtime.native_log import captured_stderr, last_native_message, suppressed_unraisable
 
 BackendName = Literal["litert", "tflite-runtime"]
 BackendChoice = Literal["auto", "litert", "tflite-runtime"]
@@ -37,6 +40,35 @@ class Backend:
 
     def describe(self) -> str:
         return f"{self.name} {self.version}"
+
+    def load_delegate(self, library: str, options: Mapping[str, str]) -> Any:
+        """Load a TFLite external delegate with this backend's ``load_delegate``.
+
+        Raises DelegateError (stage ``library`` or ``create``) carrying the delegate's own
+        error text: what it passed to report_error, else its last line on stderr.
+        """
+        failure: tuple[str, str] | None = None
+        # Both backends raise OSError for a library that does not load and ValueError
+        # ("Failed to load delegate from X" + the delegate's report on the next line) for a
+        # delegate that refused; the half-built Delegate's __del__ then raises AttributeError
+        # (OSError case) when it is freed. It is freed when ``err`` goes at the end of the
+        # except clause, inside this block, which is why the error is not chained.
+        with suppressed_unraisable(_is_delegate_finalizer), captured_stderr() as native:
+            try:
+                return self.module.load_delegate(library, dict(options))
+            except OSError as err:
+                failure = ("library", str(err).strip())
+            except ValueError as err:
+                failure = ("create", "; ".join(str(err).strip().splitlines()[1:]).strip())
+        stage, detail = failure
+        detail = detail or last_native_message(native) or "no reason given"
+        raise DelegateError(f"delegate {library} failed to load: {detail}", library=library,
+                            stage=stage, detail=detail)
+
+
+def _is_delegate_finalizer(args: sys.UnraisableHookArgs) -> bool:
+    return (args.exc_type is AttributeError
+            and getattr(args.object, "__qualname__", "") == "Delegate.__del__")
 
 
 _cache: dict[BackendName, Backend] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at byte offset 4
 IDENTIFIER_OFFSET = 4
 MIN_MODEL_BYTES = 16
 MAX_MODEL_BYTES = 2 * 1024**3  # flatbuffers cannot address more
+# Field numbers in the TFLite schema (tensorflow/compiler/mlir/lite/schema/schema.fbs)
+MODEL_OPERATOR_CODES_FIELD = 1  # Model.operator_codes: [OperatorCode]
+OPERATOR_CODE_CUSTOM_FIELD = 1  # OperatorCode.custom_code: string
 
 
 class CorruptModelError(InputError):
@@ -75,3 +79,70 @@ def read_model(path: Path) -> ModelFile:
                                 f"{describe_content(content)}",
                                 hint="replace it with a valid .tflite file")
     return ModelFile(path, content, hashlib.sha256(content).hexdigest())
+
+
+def custom_operator_codes(content: bytes) -> tuple[str, ...] | None:
+    """The custom operator names a model declares (e.g. ``edgetpu-custom-op``), in order.
+
+    Read straight from the flatbuffer so it works for models the CPU interpreter cannot
+    load and without the schema module (tflite-runtime does not ship it). None when the
+    tables point outside the file: loading it then fails with the interpreter's own error.
+    """
+    try:
+        model = _table(content, _u32(content, 0))
+        names = []
+        for position in _field_vector(content, model, MODEL_OPERATOR_CODES_FIELD):
+            custom = _field_string(content, _table(content, position), OPERATOR_CODE_CUSTOM_FIELD)
+            if custom is not None:
+                names.append(custom)
+        return tuple(names)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return None
+
+
+# --- the few flatbuffer reads custom_operator_codes needs ---------------------------------
+# A table starts with an int32 offset back to its vtable; the vtable lists uint16 field
+# offsets after two uint16 sizes; vectors and strings are reached through a uint32 offset
+# relative to where that offset is stored and start with a uint32 length.
+
+
+def _u32(content: bytes, position: int) -> int:
+    return int(struct.unpack_from("<I", content, position)[0])
+
+
+def _table(content: bytes, position: int) -> tuple[int, int]:
+    """(table position, vtable position)."""
+    vtable = position - int(struct.unpack_from("<i", content, position)[0])
+    return position, vtable
+
+
+def _field_position(content: bytes, table: tuple[int, int], field: int) -> int | None:
+    position, vtable = table
+    vtable_size = int(struct.unpack_from("<H", content, vtable)[0])
+    slot = 4 + 2 * field
+    if slot + 2 > vtable_size:
+        return None
+    offset = int(struct.unpack_from("<H", content, vtable + slot)[0])
+    return position + offset if offset else None
+
+
+def _field_vector(content: bytes, table: tuple[int, int], field: int) -> list[int]:
+    """Positions of the tables in a vector-of-tables field (empty when absent)."""
+    where = _field_position(content, table, field)
+    if where is None:
+        return []
+    start = where + _u32(content, where)
+    count = _u32(content, start)
+    slots = (start + 4 + 4 * i for i in range(count))
+    return [slot + _u32(content, slot) for slot in slots]
+
+
+def _field_string(content: bytes, table: tuple[int, int], field: int) -> str | None:
+    where = _field_position(content, table, field)
+    if where is None:
+        return None
+    start = where + _u32(content, where)
+    length = _u32(content, start)
+    if start + 4 + length > len(content):
+        raise IndexError("string runs past the end of the file")
+    return content[start + 4:start + 4 + length].decode("utf-8")

@@ -212,3 +212,24 @@ def test_one_line_names_the_problems_or_the_flow() -> None:
     healthy = daemon(outbox=outbox(depth=2))
     assert one_line(health_body(healthy, evaluate(healthy, RULES))) == \
         "healthy: cam 9.5 fps, last 0.1 s ago, broker connected, outbox 2"
+
+
+FALLBACK = "pipeline 'cam': the Edge TPU runtime is not installed: libedgetpu.so.1: not found"
+
+
+def test_pipeline_on_its_cpu_fallback_is_degraded() -> None:
+    snapshot = daemon(pipeline(accelerator="cpu/xnnpack", accelerator_fallback=FALLBACK))
+    report = evaluate(snapshot, RULES)
+    assert report.overall == "degraded" and report.http_status == 200
+    assert report.reasons == (f"cam: running on the CPU: {FALLBACK}",)
+    body = health_body(snapshot, report)["pipelines"]["cam"]
+    assert body["state"] == "degraded" and body["accelerator_fallback"] == FALLBACK
+
+
+def test_cpu_fallback_does_not_hide_a_worse_problem() -> None:
+    stalled = pipeline(last_result_age_s=120.0, accelerator_fallback=FALLBACK)
+    report = evaluate(daemon(stalled), RULES)
+    assert report.overall == "unhealthy"
+    assert len(report.reasons) == 2 and report.reasons[1].startswith("cam: running on the CPU")
+    finished = pipeline(state="finished", accelerator_fallback=FALLBACK)
+    assert evaluate(daemon(finished), RULES).overall == "healthy"
