@@ -1,6 +1,8 @@
 """Value types that travel along the data path.
 
 source -> Frame -> preprocess -> tensor -> runner -> outputs -> postprocess -> Result -> payload
+
+Sensor sources produce ``SampleBlock``s, cut into ``Window``s that travel inside a Frame.
 """
 
 from __future__ import annotations
@@ -50,9 +52,43 @@ class TensorSpec:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SampleBlock:
+    """Consecutive readings of a sensor source, oldest first.
+
+    ``times`` (n,) float64 seconds; ``values`` (n, channels) float32 in source units (after
+    the channel's scale and offset).
+    """
+
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Consecutive sensor samples cut for one inference.
+
+    ``samples`` is (length, channels) float32 in source units, before normalisation.
+    ``start`` and ``end`` are the timestamps of the first and last sample, in the source's
+    time base (Unix seconds when samples are stamped on arrival).
+    """
+
+    number: int
+    start: float
+    end: float
+    samples: npt.NDArray[np.float32]
+
+    @property
+    def count(self) -> int:
+        return int(self.samples.shape[0])
+
+
 @dataclass(slots=True)
 class Frame:
-    """One captured frame.
+    """One captured frame: an image, or a sensor window.
 
     Sources that read compressed data set ``encoded`` and ``decoder`` so the frame is
     decoded only if it is going to be inferred (latest-frame-wins drops the rest).
@@ -65,6 +101,12 @@ class Frame:
     encoded: bytes | None = None
     decoder: Callable[[bytes], Image] | None = None
     filename: str | None = None
+    window: Window | None = None
+
+    def decode(self) -> None:
+        """Decode encoded bytes now (nothing to do for raw images and sensor windows)."""
+        if self.image is None and self.window is None:
+            self.pixels()
 
     def pixels(self) -> Image:
         """The decoded image, decoding once on first use."""
@@ -112,7 +154,7 @@ class StageTimes:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A postprocessed model output for one frame, ready to become a payload."""
+    """A postprocessed model output for one frame or window, ready to become a payload."""
 
     frame_number: int
     capture_ts: float
@@ -120,3 +162,4 @@ class Result:
     predictions: tuple[Classification, ...]
     times: StageTimes = field(default_factory=StageTimes)
     extra: dict[str, Any] = field(default_factory=dict)
+    window: Window | None = None

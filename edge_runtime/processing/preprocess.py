@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.processing.quantization import default_normalization, pixel_lut
-from edge_runtime.types import Image, TensorSpec
+from edge_runtime.types import Frame, Image, TensorSpec
 
 ResizeMode = Literal["stretch", "letterbox", "crop"]
 ColorOrder = Literal["rgb", "bgr", "gray"]
@@ -167,3 +167,7 @@ class Preprocessor:
                 colored = fitted
             cv2.LUT(colored, self.lut, dst=target)
         return plan
+
+    def fill_frame(self, frame: Frame, out: npt.NDArray[Any]) -> ResizePlan:
+        """``fill`` with the frame's pixels (decoded on first use)."""
+        return self.fill(frame.pixels(), out)

@@ -1,7 +1,9 @@
-"""Affine (de)quantization and the pixel lookup tables derived from it."""
+"""Affine (de)quantization, and what is derived from it: pixel lookup tables (frames) and
+the multiply-add of sensor windows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,3 +67,19 @@ def pixel_lut(mean: list[float], std: list[float], quant: QuantParams,
     std_arr = np.broadcast_to(np.asarray(std, np.float64), (channels,))
     real = (pixels - mean_arr) / std_arr  # (256, channels)
     return quantize(real, quant, dtype).reshape(1, PIXEL_LEVELS, channels)
+
+
+def affine_input(mean: Sequence[float], std: Sequence[float], quant: QuantParams,
+                 dtype: np.dtype[Any], channels: int) -> tuple[npt.NDArray[np.float64],
+                                                               npt.NDArray[np.float64]]:
+    """Per-channel (gain, offset) so that ``value * gain + offset`` is the model input before
+    rounding: normalisation ``(value - mean) / std`` folded into the input quantization
+    ``real / scale + zero_point`` (sensor windows; images use ``pixel_lut``)."""
+    if len(mean) not in (1, channels) or len(std) not in (1, channels):
+        raise ValueError(f"normalisation needs 1 or {channels} values per list")
+    mean_arr = np.broadcast_to(np.asarray(mean, np.float64), (channels,))
+    std_arr = np.broadcast_to(np.asarray(std, np.float64), (channels,))
+    gain, offset = 1.0 / std_arr, -mean_arr / std_arr
+    if quant.is_quantized and not np.issubdtype(dtype, np.floating):
+        gain, offset = gain / quant.scale, offset / quant.scale + quant.zero_point
+    return gain, offset
