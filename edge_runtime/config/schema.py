@@ -98,8 +98,202 @@ class PipeSource(SourceBase):
                                    "the source is reported offline and reopened.")
 
 
+# --- sensor sources (docs/sensors.md) -----------------------------------------------------
+
+CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+VIBRATION_CHANNELS = ("ax", "ay", "az")  # what synthetic_sensor produces, in g
+VibrationState = Literal["off", "normal", "imbalance", "bearing_fault"]
+VIBRATION_STATES: tuple[VibrationState, ...] = ("off", "normal", "imbalance", "bearing_fault")
+SERIAL_STOPBITS = (1.0, 1.5, 2.0)
+
+
+class ChannelConfig(Strict):
+    """One channel of a line-based sensor source: where its number is, and its units."""
+
+    name: str = Field(pattern=CHANNEL_PATTERN, max_length=64,
+                      description="Channel name; channels feed the model in the listed order.")
+    field: str | None = Field(None, min_length=1, description="JSON: key of the value, dotted "
+                              "for nested objects (accel.x); default: the channel name.")
+    column: int | str | None = Field(None, description="CSV: 0-based column index, or a header "
+                                     "name (needs header: true); default with a header: the "
+                                     "channel name.")
+    scale: float = Field(1.0, description="value = raw * scale + offset (unit conversion).")
+    offset: float = 0.0
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("column indexes start at 0")
+        return value
+
+
+class TimeConfig(Strict):
+    """Where a reading's timestamp is; without it readings are stamped on arrival."""
+
+    field: str | None = Field(None, min_length=1, description="JSON key (dotted for nested).")
+    column: int | str | None = Field(None, description="CSV column index or header name.")
+    unit: Literal["s", "ms", "us", "ns"] = Field("s", description="Unit of the timestamp.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TimeConfig:
+        if (self.field is None) == (self.column is None):
+            raise ValueError("give the timestamp's field (JSON) or column (CSV)")
+        if isinstance(self.column, int) and self.column < 0:
+            raise ValueError("column indexes start at 0")
+        return self
+
+
+class LineSource(Strict):
+    """Readings as text lines, one reading per line: CSV or JSON (a JSON line may also be an
+    array of reading objects). Malformed lines are counted and skipped."""
+
+    format: Literal["csv", "json"] = Field("csv", description="How each line is written.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV separator.")
+    header: bool = Field(False, description="CSV: the first line names the columns (columns "
+                         "may then be given by name).")
+    channels: list[ChannelConfig] = Field(min_length=1, max_length=64)
+    time: TimeConfig | None = Field(None, description="Where the timestamp is; default: the "
+                                    "host clock when the line arrives.")
+
+    @model_validator(mode="after")
+    def _fields_fit_format(self) -> LineSource:
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channel names must be unique")
+        places: list[tuple[str, str | None, int | str | None]] = [
+            (f"channel '{c.name}'", c.field, c.column) for c in self.channels]
+        if self.time is not None:
+            places.append(("time", self.time.field, self.time.column))
+        for what, field_name, column in places:
+            if self.format == "json" and column is not None:
+                raise ValueError(f"{what}: JSON readings are selected by field, not column")
+            if self.format == "csv" and field_name is not None:
+                raise ValueError(f"{what}: CSV readings are selected by column, not field")
+            if self.format == "csv" and not self.header and not isinstance(column, int):
+                raise ValueError(f"{what}: give a column index (or set header: true to select "
+                                 "columns by name)")
+        if self.format == "json" and self.header:
+            raise ValueError("header applies to CSV only")
+        return self
+
+    def channel_names(self) -> list[str]:
+        return [c.name for c in self.channels]
+
+
+class Buffered(Strict):
+    buffer_samples: int = Field(
+        65_536, ge=16, le=10_000_000, description="Samples held while the pipeline is busy; "
+        "when full the oldest are dropped and counted (overflow).")
+
+
+class SerialSource(LineSource, Buffered):
+    type: Literal["serial"]
+    port: str = Field(min_length=1, description="Serial device, e.g. /dev/ttyUSB0 or "
+                      "/dev/serial/by-id/...")
+    baud: int = Field(115_200, gt=0, le=20_000_000)
+    bytesize: Literal[5, 6, 7, 8] = 8
+    parity: Literal["none", "even", "odd", "mark", "space"] = "none"
+    stopbits: float = Field(1.0, description="1, 1.5 or 2.")
+    rtscts: bool = Field(False, description="RTS/CTS hardware flow control.")
+    xonxoff: bool = Field(False, description="XON/XOFF software flow control.")
+
+    @field_validator("stopbits")
+    @classmethod
+    def _stopbits(cls, value: float) -> float:
+        if value not in SERIAL_STOPBITS:
+            raise ValueError("stopbits must be 1, 1.5 or 2")
+        return value
+
+
+class FileSensorSource(LineSource):
+    type: Literal["file"]
+    path: str = Field(min_length=1, description="A file or FIFO of readings, or '-' for "
+                      "standard input.")
+    follow: bool = Field(False, description="At the end wait for more lines, like tail -F "
+                         "(reopens a rotated or truncated file); false: the source ends.")
+    start: Literal["beginning", "end"] = Field(
+        "beginning", description="Where to start reading a regular file (end: only new lines).")
+    pace: float | Literal["timestamps"] | None = Field(
+        None, description="Replay speed: samples per second, or 'timestamps' (at the pace "
+        "of the time field); default as fast as the pipeline takes them.")
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: str, info: ValidationInfo) -> str:
+        return value if value == "-" else str(_resolve_path(Path(value), info))
+
+    @model_validator(mode="after")
+    def _check(self) -> FileSensorSource:
+        if isinstance(self.pace, float) and self.pace <= 0:
+            raise ValueError("pace must be a positive rate or 'timestamps'")
+        if self.pace == "timestamps" and self.time is None:
+            raise ValueError("pace: timestamps needs a time field or column")
+        if self.path == "-" and (self.follow or self.start == "end"):
+            raise ValueError("standard input cannot be followed or started at its end")
+        return self
+
+
+class MqttSensorSource(LineSource, Buffered):
+    type: Literal["mqtt"]
+    topic: str = Field(min_length=1, description="Topic filter (wildcards allowed) with "
+                       "readings from other devices; one or more lines per message.")
+    qos: Literal[0, 1, 2] = 1
+
+    @model_validator(mode="after")
+    def _no_header(self) -> MqttSensorSource:
+        if self.header:
+            raise ValueError("MQTT readings have no header line: select CSV columns by index")
+        return self
+
+
+class IioChannelConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=64, description="The sysfs channel: "
+                      "accel_x reads in_accel_x_raw (with in_accel_x_scale/_offset or the "
+                      "shared in_accel_scale/_offset).")
+    scale: float = Field(1.0, description="Applied after the device's own scale and offset: "
+                         "value = (raw + dev_offset) * dev_scale * scale + offset.")
+    offset: float = 0.0
+
+
+class IioSource(Buffered):
+    type: Literal["iio"]
+    device: str = Field(min_length=1, description="iio:deviceN, or the device's name (its "
+                        "'name' file).")
+    base_path: ConfigPath = Field(Path("/sys/bus/iio/devices"),
+                                  description="Where IIO devices are listed.")
+    channels: list[IioChannelConfig] = Field(min_length=1, max_length=64)
+    rate_hz: float = Field(gt=0, le=10_000, description="Polling rate (readings per second).")
+
+    def channel_names(self) -> list[str]:
+        return [c.name for c in self.channels]
+
+
+class SyntheticSensorSource(Buffered):
+    type: Literal["synthetic_sensor"]
+    rate_hz: float = Field(1000.0, gt=0, le=1_000_000)
+    realtime: bool = Field(True, description="Produce samples at rate_hz like a device (lost "
+                           "and counted when the pipeline lags); false: as fast as the "
+                           "pipeline takes them (benchmarks).")
+    states: list[VibrationState] = Field(
+        default_factory=lambda: list(VIBRATION_STATES), min_length=1,
+        description="Machine states played in turn, cycling.")
+    state_s: float = Field(8.0, gt=0, description="Seconds per state.")
+    seed: int = 0
+    duration_s: float | None = Field(None, gt=0, description="Stop after this much signal.")
+
+    def channel_names(self) -> list[str]:
+        return list(VIBRATION_CHANNELS)
+
+
+SensorSourceConfig = (SerialSource | FileSensorSource | MqttSensorSource | IioSource
+                      | SyntheticSensorSource)
+SENSOR_SOURCES = (SerialSource, FileSensorSource, MqttSensorSource, IioSource,
+                  SyntheticSensorSource)
+
 SourceConfig = Annotated[
-    CameraSource | VideoSource | ImagesSource | SyntheticSource | PipeSource,
+    CameraSource | VideoSource | ImagesSource | SyntheticSource | PipeSource | SerialSource
+    | FileSensorSource | MqttSensorSource | IioSource | SyntheticSensorSource,
     Field(discriminator="type"),
 ]
 
@@ -220,11 +414,60 @@ class ClassifyTask(Strict):
 TaskConfig = Annotated[ClassifyTask, Field(discriminator="type")]
 
 
+class NormalizeConfig(Strict):
+    """Per-channel normalisation: (value - mean) / std, or min..max mapped to 0..1."""
+
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    min: list[float] | None = None
+    max: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> NormalizeConfig:
+        standard = self.mean is not None or self.std is not None
+        span = self.min is not None or self.max is not None
+        if standard == span:
+            raise ValueError("give mean and std, or min and max")
+        low, width = self.mean_std()
+        if len(low) != len(width):
+            raise ValueError("the two lists need the same length")
+        if any(w == 0 for w in width):
+            raise ValueError("std must be non-zero and max must differ from min")
+        return self
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        """(mean, std) such that (value - mean) / std is the normalised value."""
+        if self.min is not None or self.max is not None:
+            low, high = self.min or [], self.max or []
+            return low, [h - lo for lo, h in zip(low, high, strict=False)]
+        return self.mean or [], self.std or []
+
+
+class WindowConfig(Strict):
+    """Sensor pipelines: how samples become model inputs (docs/sensors.md)."""
+
+    samples: int = Field(ge=2, le=1_000_000, description="Samples per window: the model "
+                         "input's length.")
+    hop: int | None = Field(None, ge=1, description="Samples from one window's start to the "
+                            "next; default: samples (no overlap). samples/2 = 50 % overlap.")
+    rate_hz: float | None = Field(None, gt=0, description="Nominal sample rate; a window whose "
+                                  "measured rate is off by more than rate_tolerance is "
+                                  "rejected and counted.")
+    rate_tolerance: float = Field(0.05, gt=0, lt=1, description="Relative rate error allowed.")
+    max_gap_s: float | None = Field(
+        None, gt=0, description="Largest time step between samples; a larger step, or time "
+        "going backwards, drops the partial window (counted). Default: 10 sample periods when "
+        "rate_hz is set, else no check.")
+    normalize: NormalizeConfig | None = Field(None, description="Default: values as they are.")
+
+
 class OutputConfig(Strict):
     topic: str | None = Field(
         None, description="Predictions topic; default {topic_prefix}/{device_id}/{pipeline}/"
         "predictions.")
     qos: Literal[0, 1, 2] | None = Field(None, description="Overrides mqtt.qos for this pipeline.")
+    aggregate: int = Field(1, ge=1, le=10_000, description="Publish one message per this many "
+                           "results, each result under 'results' (for high window rates).")
 
 
 class PipelineConfig(Strict):
@@ -232,8 +475,37 @@ class PipelineConfig(Strict):
     source: SourceConfig
     model: ModelConfig
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    window: WindowConfig | None = Field(None, description="Sensor sources only: windowing and "
+                                        "normalisation.")
     task: TaskConfig = Field(default_factory=lambda: ClassifyTask(type="classify"))
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _window_fits_source(self) -> PipelineConfig:
+        source = self.source
+        if not isinstance(source, SENSOR_SOURCES):
+            if self.window is not None:
+                raise ValueError(f"window applies to sensor sources; source '{source.type}' "
+                                 "delivers frames")
+            return self
+        if self.window is None:
+            raise ValueError(f"sensor source '{source.type}' needs a window section "
+                             "(samples, hop, ...)")
+        if "preprocess" in self.model_fields_set:
+            raise ValueError("preprocess applies to frames; sensor pipelines normalise in "
+                             "window.normalize")
+        channels = len(source.channel_names())
+        if self.window.normalize is not None:
+            mean, _ = self.window.normalize.mean_std()
+            if len(mean) not in (1, channels):
+                raise ValueError(f"window.normalize needs 1 or {channels} values per list "
+                                 f"(the source has {channels} channels)")
+        return self
+
+    def sensor_channels(self) -> list[str]:
+        """Channel names of a sensor source, in model order (empty for frame sources)."""
+        source = self.source
+        return source.channel_names() if isinstance(source, SENSOR_SOURCES) else []
 
 
 # --- MQTT, outbox, daemon ---------------------------------------------------------------

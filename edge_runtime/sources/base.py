@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from edge_runtime.types import Frame
 
@@ -23,6 +23,22 @@ class FrameSource(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class WindowedSource(FrameSource, Protocol):
+    """A sensor source: frames carry windows of samples.
+
+    The pipeline never drops its windows at the hand-off, interrupts a ``read`` that waits
+    for samples when it stops, and reports its counters (malformed lines, gaps, ...).
+    """
+
+    def interrupt(self) -> None:
+        """Make a blocked or later ``read`` return None promptly (the pipeline is stopping)."""
+        ...
+
+    def counters(self) -> dict[str, Any]:
         ...
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.config import load_config
+from edge_runtime.config.schema import SyntheticSource
 from edge_runtime.errors import ConfigError
 
 GOOD = """\
@@ -75,7 +76,8 @@ def test_set_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
     env = {"MQTT_PASSWORD": "x"}
     config = load_config(path, ["mqtt.port=18830", "pipelines.0.source.fps=5"], env=env)
     assert config.mqtt.port == 18830
-    assert config.pipelines[0].source.fps == 5
+    source = config.pipelines[0].source
+    assert isinstance(source, SyntheticSource) and source.fps == 5
     with pytest.raises(ConfigError) as info:
         load_config(path, ["mqtt.port=notaport"], env=env)
     assert info.value.problems[0].startswith("--set mqtt.port: mqtt.port: ")
