@@ -222,6 +222,9 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(f"no pipeline named '{args.pipeline}' in {args.config} "
                          f"(have: {', '.join(pipelines)})")
     pipeline = pipelines[args.pipeline] if args.pipeline else config.pipelines[0]
+    if pipeline.window is not None:
+        raise UsageError(f"pipeline '{pipeline.name}' reads sensor windows; predict takes an "
+                         "image for a frame pipeline")
     if not args.input.is_file():
         raise InputError(f"input image {args.input} does not exist")
     image = cast("Image", cv2.imread(str(args.input), cv2.IMREAD_COLOR))

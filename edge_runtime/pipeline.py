@@ -7,9 +7,12 @@ the GIL):
            --slot-->  infer (one interpreter)  --slot-->  post (postprocess + sink)
 
 Live sources hand over through a latest-frame-wins slot (stale frames are dropped and
-counted); unpaced files hand over with back-pressure so no frame is lost. Two input
-buffers alternate, so preprocessing frame n+1 overlaps inference of frame n without any
-per-frame allocation.
+counted); unpaced files hand over with back-pressure so no frame is lost. Sensor sources
+deliver windows of samples inside frames and always hand over with back-pressure: each
+window is a distinct stretch of time, not a newer view of the same scene (their own bounded
+sample buffer absorbs and counts what a slow pipeline cannot take). Two input buffers
+alternate, so preprocessing frame n+1 overlaps inference of frame n without any per-frame
+allocation.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from edge_runtime.handoff import FrameSlot, HandoffClosed
 from edge_runtime.processing.labels import Labels, load_labels
 from edge_runtime.processing.preprocess import Preprocessor, ResizePlan
 from edge_runtime.processing.tasks import Postprocessor, build_postprocessor
+from edge_runtime.processing.windowing import WindowPreprocessor
 from edge_runtime.runners.model_file import ModelFile, read_model
 from edge_runtime.runners.placement import PipelineRunner, build_runner
-from edge_runtime.sources import FrameSource, build_source
+from edge_runtime.sources import FrameSource, WindowedSource, build_source
 from edge_runtime.timing import LatencyWindow
 from edge_runtime.types import Frame, Image, Result, StageTimes
 
@@ -61,6 +65,16 @@ def resolve_threads(setting: int | str, pipelines: int, cpus: int | None = None)
     return max(1, (cores - 1) // max(1, pipelines))
 
 
+class InputPreprocessor(Protocol):
+    """Writes a captured frame (image or sensor window) into a model input buffer."""
+
+    def new_input_buffer(self) -> npt.NDArray[Any]:
+        ...
+
+    def fill_frame(self, frame: Frame, out: npt.NDArray[Any]) -> ResizePlan | None:
+        ...
+
+
 class ResultSink(Protocol):
     """Where results go (the outbox in the daemon; stdout for ``predict``)."""
 
@@ -75,7 +89,7 @@ class ModelStages:
     config: PipelineConfig
     model: ModelFile
     runner: PipelineRunner
-    preprocessor: Preprocessor
+    preprocessor: InputPreprocessor
     postprocessor: Postprocessor
     labels: Labels
 
@@ -88,18 +102,27 @@ class ModelStages:
         labels = load_labels(config.model.labels)
         if len(runner.inputs) != 1:
             raise ModelError(f"{where}: model {model.path.name} has {len(runner.inputs)} inputs; "
-                             "image pipelines need exactly one")
+                             "pipelines need exactly one")
         spec = runner.inputs[0]
         pre = config.preprocess
+        window = config.window
+        preprocessor: InputPreprocessor
         try:
-            preprocessor = Preprocessor(spec, resize=pre.resize, interpolation=pre.interpolation,
-                                        color=pre.color, mean=pre.mean, std=pre.std,
-                                        pad_value=pre.pad_value)
+            if window is not None:
+                mean, std = window.normalize.mean_std() if window.normalize else (None, None)
+                preprocessor = WindowPreprocessor(spec, samples=window.samples,
+                                                  channels=len(config.sensor_channels()),
+                                                  mean=mean, std=std)
+            else:
+                preprocessor = Preprocessor(spec, resize=pre.resize,
+                                            interpolation=pre.interpolation, color=pre.color,
+                                            mean=pre.mean, std=pre.std, pad_value=pre.pad_value)
         except ValueError as err:
             raise ModelError(
                 f"{where}: model {model.path.name} input {list(spec.shape)} {spec.dtype} cannot "
                 f"be fed by the configured preprocessing: {err}",
-                hint="fix the preprocess section, or use a model made for this input") from err
+                hint="fix the preprocess (or window) section, or use a model made for this "
+                "input") from err
         postprocessor = build_postprocessor(config.task, runner.outputs, labels, where)
         return cls(config, model, runner, preprocessor, postprocessor, labels)
 
@@ -107,7 +130,8 @@ class ModelStages:
         """One frame through every stage, serially (``predict`` and the serial baseline)."""
         buffer = self.preprocessor.new_input_buffer()
         t0 = time.perf_counter()
-        plan = self.preprocessor.fill(image, buffer)
+        plan = self.preprocessor.fill_frame(Frame(0, time.time(), time.monotonic(), image=image),
+                                            buffer)
         t1 = time.perf_counter()
         outputs = self.runner.invoke([buffer])
         t2 = time.perf_counter()
@@ -140,7 +164,7 @@ class PipelineStats:
 class _Job:
     frame: Frame
     buffer: npt.NDArray[Any]
-    plan: ResizePlan
+    plan: ResizePlan | None
     capture_wait: float
     decode: float
     preprocess: float
@@ -157,7 +181,7 @@ class Pipeline:
         self.name = config.name
         self.stages = stages
         self.sink = sink
-        self.source: FrameSource = source or build_source(config.source)
+        self.source: FrameSource = source or build_source(config.source, window=config.window)
         self.stats = PipelineStats()
         self.state: PipelineState = "starting"
         self.source_online = False
@@ -167,7 +191,8 @@ class Pipeline:
         self.started_mono: float | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._frames: FrameSlot[Frame] = FrameSlot(drop_stale=self.source.live)
+        self._frames: FrameSlot[Frame] = FrameSlot(
+            drop_stale=self.source.live and not isinstance(self.source, WindowedSource))
         self._ready: FrameSlot[_Job] = FrameSlot(drop_stale=False)
         self._done: FrameSlot[_Job] = FrameSlot(drop_stale=False)
         self._buffers: queue.Queue[npt.NDArray[Any]] = queue.Queue()
@@ -202,6 +227,8 @@ class Pipeline:
     def stop(self) -> None:
         """Stop capturing; frames already captured still flow to the sink."""
         self._stop.set()
+        if isinstance(self.source, WindowedSource):
+            self.source.interrupt()  # it may be waiting for the samples of a window
         self._frames.close()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -246,7 +273,8 @@ class Pipeline:
                     self._recover_source(err, backoff)
                     continue
                 if frame is None:
-                    log.info("pipeline %s: %s ended", self.name, self.source.description)
+                    if not self._stop.is_set():
+                        log.info("pipeline %s: %s ended", self.name, self.source.description)
                     return
                 if not self.source_online:  # back only once it delivers again
                     backoff.reset()
@@ -296,13 +324,13 @@ class Pipeline:
                     continue
                 t0 = time.monotonic()
                 try:
-                    image = frame.pixels()
+                    frame.decode()
                 except ValueError:
                     self.stats.decode_errors += 1
                     continue
                 t1 = time.monotonic()
                 buffer = self._buffers.get()
-                plan = preprocessor.fill(image, buffer)
+                plan = preprocessor.fill_frame(frame, buffer)
                 t2 = time.monotonic()
                 job = _Job(frame, buffer, plan, (t0 - frame.capture_mono) * 1e3,
                            (t1 - t0) * 1e3, (t2 - t1) * 1e3)
@@ -354,7 +382,7 @@ class Pipeline:
                     inference=job.inference, postprocess=(t1 - t0) * 1e3,
                     total=(t1 - frame.capture_mono) * 1e3)
                 result = Result(frame.number, frame.capture_ts, frame.filename, predictions,
-                                times, extra)
+                                times, extra, frame.window)
                 self.sink.submit(self.config, self.stages, result)
                 t2 = time.monotonic()
                 windows["postprocess"].add(times.postprocess)
@@ -370,7 +398,7 @@ class Pipeline:
     def snapshot(self) -> dict[str, Any]:
         """Counters and p50/p95/p99 per stage, for stats, health and bench."""
         stats = self.stats
-        return {
+        snapshot: dict[str, Any] = {
             "state": self.state,
             "source": {"online": self.source_online, "reason": self.source_reason,
                        "since": round(self.source_since, 3),
@@ -384,6 +412,9 @@ class Pipeline:
             "threads": self.stages.runner.threads,
             "accelerator": self.stages.runner.accelerator_status().as_dict(),
         }
+        if isinstance(self.source, WindowedSource):
+            snapshot["sensor"] = self.source.counters()
+        return snapshot
 
 
 def load_all_stages(config: Config) -> list[ModelStages]:

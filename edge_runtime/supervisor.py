@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import faulthandler
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -17,11 +18,12 @@ from edge_runtime.config.schema import Config, PipelineConfig
 from edge_runtime.errors import ConfigError, SourceError
 from edge_runtime.health.service import HealthService
 from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
-from edge_runtime.publishing.mqtt import MqttLink
+from edge_runtime.publishing.mqtt import MessageHandler, MqttLink
 from edge_runtime.publishing.outbox import Outbox
-from edge_runtime.publishing.payload import encode_payload, payload_body
+from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
 from edge_runtime.service.reload import reload_config
 from edge_runtime.service.reporter import ServiceReporter
+from edge_runtime.sources import build_source
 from edge_runtime.types import Result
 
 log = logging.getLogger(__name__)
@@ -37,16 +39,38 @@ class OutboxSink:
     """Turns results into payloads and commits them to the outbox.
 
     ``config`` is swapped by a reload; each result reads it once, so a message never mixes
-    settings of two configs."""
+    settings of two configs. With ``output.aggregate: N`` a pipeline's results are held
+    until N are there, then committed as one message; ``flush`` commits what is held when
+    the pipeline stops."""
 
     config: Config
     outbox: Outbox
+    _held: dict[str, tuple[PipelineConfig, list[dict[str, Any]]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, pipeline: PipelineConfig, stages: ModelStages, result: Result) -> None:
         config = self.config
         body = payload_body(device=config.device_id, pipeline=pipeline.name,
                             task=stages.postprocessor.task, model_name=stages.model.name,
                             model_sha256=stages.model.sha256, result=result)
+        if pipeline.output.aggregate > 1:
+            with self._lock:
+                held = self._held.setdefault(pipeline.name, (pipeline, []))[1]
+                held.append(body)
+                if len(held) < pipeline.output.aggregate:
+                    return
+                del self._held[pipeline.name]
+            body = aggregate_body(held)
+        self._commit(config, pipeline, body)
+
+    def flush(self, pipelines: Sequence[str]) -> None:
+        """Commit the partial aggregates of these (stopped) pipelines."""
+        with self._lock:
+            held = [self._held.pop(name) for name in pipelines if name in self._held]
+        for pipeline, bodies in held:
+            self._commit(self.config, pipeline, aggregate_body(bodies))
+
+    def _commit(self, config: Config, pipeline: PipelineConfig, body: dict[str, Any]) -> None:
         qos = pipeline.output.qos if pipeline.output.qos is not None else config.mqtt.qos
         self.outbox.enqueue(pipeline.name, config.predictions_topic(pipeline), qos,
                             lambda seq: encode_payload(body, seq))
@@ -65,7 +89,9 @@ def open_outbox(config: Config) -> Outbox:
 class Daemon:
     """Owns the outbox, the broker link and the pipelines.
 
-    ``config_path`` and ``overrides`` are what a reload (SIGHUP) reads again."""
+    ``config_path`` and ``overrides`` are what a reload (SIGHUP) reads again. Sources that
+    read an MQTT topic subscribe through the daemon (``subscribe``), so their subscriptions
+    move to the new broker link when a reload replaces it."""
 
     def __init__(self, config: Config, config_path: Path | None = None,
                  overrides: Sequence[str] = ()) -> None:
@@ -78,10 +104,21 @@ class Daemon:
         stages = load_all_stages(config)
         self.outbox = open_outbox(config)
         self.sink = OutboxSink(config, self.outbox)
-        self.pipelines = [Pipeline(p, s, self.sink) for p, s in zip(config.pipelines, stages,
-                                                                      strict=True)]
         self.link = MqttLink(config, self.outbox)
+        self._inbound: dict[str, tuple[int, MessageHandler]] = {}
+        self.pipelines = [self.build_pipeline(p, s) for p, s in zip(config.pipelines, stages,
+                                                                      strict=True)]
         self.health = HealthService(self)
+
+    def build_pipeline(self, config: PipelineConfig, stages: ModelStages) -> Pipeline:
+        """A pipeline publishing into the outbox; an MQTT source subscribes through us."""
+        source = build_source(config.source, window=config.window, inbound=self)
+        return Pipeline(config, stages, self.sink, source=source)
+
+    def subscribe(self, topic: str, qos: int, handler: MessageHandler) -> None:
+        """Subscribe through the broker link, and through every link that replaces it."""
+        self._inbound[topic] = (qos, handler)
+        self.link.subscribe(topic, qos, handler)
 
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
@@ -146,11 +183,16 @@ class Daemon:
             if not pipeline.join(max(0.0, deadline - time.monotonic())):
                 log.warning("pipeline %s did not stop within %.0f s", pipeline.name,
                             STOP_TIMEOUT_S)
+        self.sink.flush([p.name for p in pipelines])
+        for pipeline in pipelines:
+            _log_sensor_counters(pipeline)
 
     def replace_link(self, config: Config) -> None:
         """Reconnect with new settings; unacknowledged messages stay in the outbox."""
         self.link.stop(DRAIN_TIMEOUT_S)
         self.link = MqttLink(config, self.outbox)
+        for topic, (qos, handler) in self._inbound.items():
+            self.link.subscribe(topic, qos, handler)
         self.link.start()
         self.health.use_link(self.link, config.stats_topic())
 
@@ -160,6 +202,7 @@ class Daemon:
             log.info("pipeline %s: %d results, %d dropped frames, inference p50 %.2f ms",
                      pipeline.name, snap["results"], snap["dropped_frames"],
                      snap["latency_ms"]["inference"]["p50"])
+            _log_sensor_counters(pipeline)
         log.info("mqtt: %s; outbox depth %d", self.link.status.state, self.outbox.stats.depth)
 
     def _install_signals(self) -> None:
@@ -180,3 +223,11 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGHUP, on_hangup)
+
+
+def _log_sensor_counters(pipeline: Pipeline) -> None:
+    """One line with a sensor pipeline's counters (windows, malformed lines, gaps, ...)."""
+    counters = pipeline.snapshot().get("sensor")
+    if counters is not None:
+        log.info("pipeline %s: sensor %s", pipeline.name,
+                 json.dumps(counters, separators=(",", ":")))

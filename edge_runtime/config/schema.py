@@ -507,6 +507,20 @@ class PipelineConfig(Strict):
         source = self.source
         return source.channel_names() if isinstance(source, SENSOR_SOURCES) else []
 
+    def fps_limit(self) -> float | None:
+        """Frames (or windows) per second the source delivers at most, when known: a frame
+        source's fps cap; a sensor pipeline's window rate, sample rate / hop (health and
+        the watchdog judge stalls against it)."""
+        source, window = self.source, self.window
+        if not isinstance(source, SENSOR_SOURCES):
+            return source.fps
+        rate = window.rate_hz if window is not None else None
+        if rate is None and isinstance(source, IioSource | SyntheticSensorSource):
+            rate = source.rate_hz
+        if rate is None or window is None:
+            return None
+        return rate / (window.hop or window.samples)
+
 
 # --- MQTT, outbox, daemon ---------------------------------------------------------------
 

@@ -125,7 +125,7 @@ class HealthMonitor:
             source=SourceSnapshot(
                 description=pipeline.source.description, online=pipeline.source_online,
                 reason=pipeline.source_reason, state_for_s=now - pipeline.source_since_mono,
-                fps_limit=pipeline.config.source.fps),
+                fps_limit=pipeline.config.fps_limit()),
             captured=snap["captured"], inferred=snap["inferred"], results=snap["results"],
             dropped_frames=snap["dropped_frames"], decode_errors=snap["decode_errors"],
             source_errors=snap["source_errors"], fps=self._fps(pipeline, now),

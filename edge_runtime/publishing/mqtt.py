@@ -82,6 +82,7 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s)
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        self._unsent_subscriptions: set[str] = set()  # added while connected
         self._lock = threading.Lock()
         self._session = _Session()
         self._retained: dict[str, bytes] = {}  # topic -> latest payload not yet sent
@@ -96,6 +97,7 @@ class MqttLink:
         """Subscribe now and after every reconnect; ``handler(topic, payload)``."""
         with self._lock:
             self._subscriptions[topic] = (qos, handler)
+            self._unsent_subscriptions.add(topic)
 
     def publish_retained(self, topic: str, payload: bytes) -> None:
         """Publish a retained QoS 1 side message (stats) from the link thread, outside the
@@ -170,6 +172,8 @@ class MqttLink:
                 return
             if self._retained and session.connected:
                 self._send_retained(client)
+            if self._unsent_subscriptions and session.connected:
+                self._send_subscriptions(client)
             rc = client.loop(timeout=0.0 if self._pump(client, session) else IDLE_LOOP_S)
             if session.acked_ids:
                 self.outbox.delete(session.acked_ids)
@@ -201,6 +205,13 @@ class MqttLink:
             session.cursor = message.id
             self.status.sent += 1
         return bool(messages)
+
+    def _send_subscriptions(self, client: mqtt.Client) -> None:
+        with self._lock:
+            topics, self._unsent_subscriptions = self._unsent_subscriptions, set()
+            wanted = [(t, self._subscriptions[t][0]) for t in topics]
+        for topic, qos in wanted:
+            client.subscribe(topic, qos)
 
     def _send_retained(self, client: mqtt.Client) -> None:
         with self._lock:
@@ -243,6 +254,7 @@ class MqttLink:
             client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
             with self._lock:
                 subscriptions = dict(self._subscriptions)
+                self._unsent_subscriptions.clear()
             for topic, (qos, _handler) in subscriptions.items():
                 client.subscribe(topic, qos)
             self._set_state("connected", f"{self.mqtt.host}:{self.mqtt.port}")

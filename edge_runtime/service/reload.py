@@ -93,7 +93,7 @@ def reload_config(daemon: Daemon) -> bool:
     running = {p.name: p for p in daemon.pipelines}
     stopped = [running[name] for name in plan.stop]
     daemon.stop_pipelines(stopped)
-    fresh = {p.name: Pipeline(p, stages[p.name], daemon.sink)
+    fresh = {p.name: daemon.build_pipeline(p, stages[p.name])
              for p in plan.config.pipelines if p.name in stages}
     problem = _open_sources(fresh.values())
     if problem is not None:
@@ -139,7 +139,7 @@ def _start_again(daemon: Daemon, stopped: Sequence[Pipeline]) -> None:
     """Roll back: the stopped pipelines run again with their old config and models."""
     again = {}
     for old in stopped:
-        pipeline = Pipeline(old.config, old.stages, daemon.sink)
+        pipeline = daemon.build_pipeline(old.config, old.stages)
         try:
             pipeline.open_source()
         except SourceError as err:

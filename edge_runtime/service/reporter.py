@@ -41,7 +41,7 @@ def view_of(pipeline: Pipeline) -> PipelineView:
         name=pipeline.name, state=pipeline.state, live=pipeline.source.live,
         source_online=pipeline.source_online, source_reason=pipeline.source_reason,
         results=stats.results, last_progress_mono=stats.last_progress_mono,
-        last_retry_mono=stats.last_retry_mono, fps_cap=pipeline.config.source.fps)
+        last_retry_mono=stats.last_retry_mono, fps_cap=pipeline.config.fps_limit())
 
 
 class ServiceReporter:

@@ -36,7 +36,7 @@ def test_a_changed_pipeline_is_restarted_and_the_others_keep_running() -> None:
     plan = plan_reload(config(), config(["pipelines.1.source.fps=25"]))
     assert plan.stop == ("b",) and plan.start == ("b",)
     assert not plan.restart_link
-    assert plan.config.pipelines[1].source.fps == 25
+    assert plan.config.pipelines[1].fps_limit() == 25
 
 
 def test_added_and_removed_pipelines() -> None:
