@@ -498,8 +498,9 @@ class PipelineConfig(Strict):
         if self.window.normalize is not None:
             mean, _ = self.window.normalize.mean_std()
             if len(mean) not in (1, channels):
-                raise ValueError(f"window.normalize needs 1 or {channels} values per list "
-                                 f"(the source has {channels} channels)")
+                raise ValueError(f"window.normalize has {len(mean)} values per list; the "
+                                 f"source has {channels} channel(s): give 1 value, or one "
+                                 "per channel")
         return self
 
     def sensor_channels(self) -> list[str]:
