@@ -225,11 +225,16 @@ class Pipeline:
             thread.start()
 
     def stop(self) -> None:
-        """Stop capturing; frames already captured still flow to the sink."""
+        """Stop capturing; frames already captured still flow to the sink.
+
+        A sensor source is interrupted instead: it hands over the windows it already cut,
+        then ends, and the capture loop closes the hand-off behind them.
+        """
         self._stop.set()
         if isinstance(self.source, WindowedSource):
-            self.source.interrupt()  # it may be waiting for the samples of a window
-        self._frames.close()
+            self.source.interrupt()
+        else:
+            self._frames.close()
 
     def join(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -263,8 +268,9 @@ class Pipeline:
 
     def _capture_loop(self) -> None:
         backoff = Backoff(SOURCE_RETRY_MIN_S, SOURCE_RETRY_MAX_S)
+        windowed = isinstance(self.source, WindowedSource)  # ends by itself once interrupted
         try:
-            while not self._stop.is_set():
+            while windowed or not self._stop.is_set():
                 try:
                     frame = self.source.read()
                 except SourceError as err:

@@ -30,12 +30,14 @@ class FrameSource(Protocol):
 class WindowedSource(FrameSource, Protocol):
     """A sensor source: frames carry windows of samples.
 
-    The pipeline never drops its windows at the hand-off, interrupts a ``read`` that waits
-    for samples when it stops, and reports its counters (malformed lines, gaps, ...).
+    The pipeline never drops its windows at the hand-off, interrupts the source when it
+    stops (and reads on until ``read`` returns None), and reports its counters (malformed
+    lines, gaps, ...).
     """
 
     def interrupt(self) -> None:
-        """Make a blocked or later ``read`` return None promptly (the pipeline is stopping)."""
+        """The pipeline is stopping: ``read`` returns the windows already cut, then None,
+        promptly even while it waits for samples."""
         ...
 
     def counters(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from edge_runtime.types import SampleBlock
 
 READ_CHUNK_BYTES = 65_536
 FOLLOW_POLL_S = 0.1  # how often the end of a followed file is checked for new lines
+REPLAY_BATCH_S = 0.02  # a paced replay hands samples over in batches this far apart
 STDIN = "-"
 
 
@@ -171,8 +172,8 @@ class FileReader:
             self._pending = None
             return pending
         now = time.monotonic()
-        if due[0] > now:
-            time.sleep(min(due[0] - now, timeout_s))
+        if due[0] > now:  # wake up once per batch, not once per sample
+            time.sleep(min(due[0] + REPLAY_BATCH_S - now, timeout_s))
             now = time.monotonic()
         ready = int(np.searchsorted(due, now, side="right"))
         if ready >= len(pending):

@@ -233,8 +233,13 @@ class SensorSource:
         self.reader.close()
 
     def counters(self) -> dict[str, Any]:
-        """Windowing counters, the reader's counters, and samples lost to overflow."""
+        """Windowing counters, the reader's counters, and samples lost to overflow.
+
+        ``pending_windows``: cut but not yet handed to the pipeline (one block of samples can
+        complete several; they are handed over even when the pipeline is stopping).
+        """
         data: dict[str, Any] = dict(self.windower.counters.as_dict())
+        data["pending_windows"] = len(self._windows)
         data.update(self.reader.counters())
         overflow = data.get("overflow_samples", 0)
         data["overflow_samples"] = overflow + (self._buffer.dropped if self._buffer else 0)

@@ -209,3 +209,17 @@ def test_iio_channels_are_polled_into_windows(fake_iio: tuple[Path, list[int]]) 
     assert seen <= {0.0, *map(float, written)}
     assert len(seen) > 50  # the files changed while they were polled
     assert pipeline.snapshot()["sensor"]["windows"] == len(sink.results)
+
+
+def test_stopping_infers_every_window_already_cut() -> None:
+    # unpaced blocks of 4096 samples complete 32 windows at once
+    pipeline, sink = start(vibration_pipeline({"type": "synthetic_sensor", "realtime": False}))
+    deadline = time.monotonic() + 20
+    while len(sink.results) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pipeline.stop()
+    assert pipeline.join(10)
+    assert pipeline.state == "stopped"
+    counters = pipeline.snapshot()["sensor"]
+    assert counters["pending_windows"] == 0
+    assert len(sink.results) == counters["windows"] >= 50
