@@ -106,6 +106,7 @@ class ModelStages:
         spec = runner.inputs[0]
         pre = config.preprocess
         window = config.window
+        section, what = ("preprocess", "preprocessing") if window is None else ("window",) * 2
         preprocessor: InputPreprocessor
         try:
             if window is not None:
@@ -120,9 +121,8 @@ class ModelStages:
         except ValueError as err:
             raise ModelError(
                 f"{where}: model {model.path.name} input {list(spec.shape)} {spec.dtype} cannot "
-                f"be fed by the configured preprocessing: {err}",
-                hint="fix the preprocess (or window) section, or use a model made for this "
-                "input") from err
+                f"be fed by the configured {what}: {err}",
+                hint=f"fix the {section} section, or use a model made for this input") from err
         postprocessor = build_postprocessor(config.task, runner.outputs, labels, where)
         return cls(config, model, runner, preprocessor, postprocessor, labels)
 

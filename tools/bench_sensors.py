@@ -4,7 +4,8 @@ Runs ``edge-runtime run`` as a subprocess (the way systemd does) with the vibrat
 model (windows of 256 samples, hop 128: 50 % overlap) against a private Mosquitto, and
 reports, per scenario:
 
-- real time (synthetic sensor at 1 kHz, and the demo CSV replayed at its timestamps):
+- idle (a followed file that stays empty): what the daemon costs doing nothing;
+- real time (synthetic sensor at 1 kHz and faster, the demo CSV replayed at its timestamps):
   daemon CPU as a share of one core (utime + stime from /proc/PID/stat over wall time),
   the machine's per-core busy share from /proc/stat over the same interval, and whether
   every window was inferred and published (no overflow, no gap, no rejected window);
@@ -223,7 +224,15 @@ def main() -> None:
             csv_path = workdir / "big.csv"
             csv_samples = big_csv(csv_path)
             signal = int(args.unpaced_seconds * 1000)
+            idle = workdir / "idle.csv"
+            idle.write_text("")
             outcomes = [
+                real_time("idle: a followed empty file", workdir, broker,
+                          {"type": "file", "path": str(idle), "follow": True,
+                           "time": {"column": 0},
+                           "channels": [{"name": n, "column": i + 1}
+                                        for i, n in enumerate(("ax", "ay", "az"))]},
+                          args.seconds),
                 real_time("synthetic 1 kHz, real time", workdir, broker,
                           {"type": "synthetic_sensor", "rate_hz": 1000}, args.seconds),
                 real_time(f"synthetic {args.fast_rate / 1000:g} kHz, real time", workdir,
