@@ -13,6 +13,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import time
 import uuid
@@ -25,6 +26,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_runtime.bundled import models_dir
+from edge_runtime.config.schema import Config
+from edge_runtime.publishing.mqtt import MqttLink
+from edge_runtime.publishing.outbox import Outbox
 from tests.conftest import SubscriberFactory
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DaemonProcess, cli_command, wait_until
@@ -188,38 +192,101 @@ def test_followed_file_is_read_as_it_grows_and_across_rotation(
     assert counters["reopened"] == 1 and counters["malformed"]["total"] == 0
 
 
+READINGS_TOPIC = "plant/motor7/vibration"
+MQTT_SOURCE = {"type": "mqtt", "topic": READINGS_TOPIC, "format": "csv", "time": {"column": 0},
+               "channels": [{"name": axis, "column": i} for i, axis in enumerate(AXES, 1)]}
+
+
+class Sensor:
+    """Another device publishing readings: CSV rows of the recording, 64 per message."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"sensor-{uuid.uuid4().hex[:8]}")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.rows = iter(rows()[24000:32000])  # 'bearing_fault' from 24 s
+
+    def publish_until(self, subscriber: Any, count: int, timeout_s: float = 20) -> bool:
+        """Publish in about real time until ``count`` predictions arrived."""
+        deadline = time.monotonic() + timeout_s
+        while subscriber.count(PIPELINE) < count and time.monotonic() < deadline:
+            batch = list(itertools.islice(self.rows, 64))
+            text = "".join(f"{r['t']},{r['ax']},{r['ay']},{r['az']},{r['label']}\n"
+                           for r in batch)
+            self.client.publish(READINGS_TOPIC, text.encode(), qos=1)
+            time.sleep(0.03)
+        return bool(subscriber.wait_for_count(PIPELINE, count, timeout_s=5))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def test_readings_published_by_another_device_are_subscribed_to(
         broker: MosquittoBroker, subscriber_factory: SubscriberFactory, daemon_for: Any,
         tmp_path: Path) -> None:
-    readings_topic = "plant/motor7/vibration"
-    source = {"type": "mqtt", "topic": readings_topic, "format": "csv",
-              "time": {"column": 0},
-              "channels": [{"name": axis, "column": i} for i, axis in enumerate(AXES, 1)]}
     subscriber = subscriber_factory(broker.host, broker.port, [TOPIC])
-    daemon = daemon_for(write_config(tmp_path, broker, source))
-    sensor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sensor-{uuid.uuid4().hex[:8]}")
-    sensor.connect(broker.host, broker.port)
-    sensor.loop_start()
+    daemon = daemon_for(write_config(tmp_path, broker, MQTT_SOURCE))
+    sensor = Sensor(broker)
     try:
-        sensor.publish(readings_topic, b"this is not a reading", qos=1)
-        fault = rows()[24000:32000]  # 'bearing_fault' from 24 s
-        for start in range(0, len(fault), 64):  # 64 readings per message, ~ real time
-            text = "".join(f"{r['t']},{r['ax']},{r['ay']},{r['az']},{r['label']}\n"
-                           for r in fault[start:start + 64])
-            sensor.publish(readings_topic, text.encode(), qos=1)
-            if subscriber.count(PIPELINE) >= 6:
-                break
-            time.sleep(0.03)
-        assert subscriber.wait_for_count(PIPELINE, 6, timeout_s=20), daemon.log_text()
+        sensor.client.publish(READINGS_TOPIC, b"this is not a reading", qos=1)
+        assert sensor.publish_until(subscriber, 6), daemon.log_text()
     finally:
-        sensor.loop_stop()
-        sensor.disconnect()
+        sensor.close()
     assert daemon.terminate() == 0, daemon.log_text()
     payloads = [m.json() for m in subscriber.messages(TOPIC)]
     check_payloads(payloads, "bearing_fault")
     counters = sensor_counters(daemon.log_text())
-    assert counters["messages"] >= 2
+    assert counters["malformed"]["missing_field"] == 1  # the text has no column 1
     assert counters["windows"] == len(payloads)
+
+
+def test_readings_keep_flowing_when_a_reload_replaces_the_broker_link(
+        broker: MosquittoBroker, subscriber_factory: SubscriberFactory, daemon_for: Any,
+        tmp_path: Path) -> None:
+    subscriber = subscriber_factory(broker.host, broker.port, [TOPIC])
+    config = write_config(tmp_path, broker, MQTT_SOURCE)
+    daemon = daemon_for(config)
+    sensor = Sensor(broker)
+    try:
+        assert sensor.publish_until(subscriber, 2), daemon.log_text()
+        settings = json.loads(config.read_text())
+        settings["mqtt"]["keepalive_s"] = 20  # only the broker link changes
+        config.write_text(json.dumps(settings))
+        daemon.signal(signal.SIGHUP)
+        assert wait_until(lambda: "configuration reloaded" in daemon.log_text(), 20), (
+            daemon.log_text())
+        assert "reconnecting" in daemon.log_text()
+        assert sensor.publish_until(subscriber, subscriber.count(PIPELINE) + 3), (
+            daemon.log_text())
+    finally:
+        sensor.close()
+    assert daemon.terminate() == 0, daemon.log_text()
+    check_payloads([m.json() for m in subscriber.messages(TOPIC)], "bearing_fault")
+
+
+def test_a_subscription_made_while_connected_takes_effect_at_once(
+        broker: MosquittoBroker, tmp_path: Path) -> None:
+    config = Config.model_validate({
+        "device_id": "link", "state_dir": str(tmp_path / "state"),
+        "mqtt": {"host": broker.host, "port": broker.port},
+        "pipelines": [{"name": "p", "source": {"type": "synthetic"},
+                       "model": {"path": str(MODELS / "vibration_int8.tflite")}}]})
+    outbox = Outbox(config.state_dir)
+    link = MqttLink(config, outbox)
+    link.start()
+    received: list[bytes] = []
+    sensor = Sensor(broker)
+    try:
+        assert wait_until(lambda: link.connected, 10)
+        link.subscribe("late/topic", 1, lambda _topic, payload: received.append(payload))
+        assert wait_until(lambda: sensor.client.publish("late/topic", b"1", qos=1) and
+                          bool(received), 10, interval=0.1)
+    finally:
+        sensor.close()
+        link.stop(1.0)
+        outbox.close()
 
 
 def test_standard_input_with_aggregation_publishes_every_window(
