@@ -107,6 +107,18 @@ def test_normalisation_must_fit_the_channels(tmp_path: Path) -> None:
     assert "give mean and std, or min and max" in problem
 
 
+def test_health_judges_sensor_stalls_by_the_window_rate(tmp_path: Path) -> None:
+    pipeline = load_config(tmp_path / "edge.yaml", env={}, text=SERIAL).pipelines[0]
+    assert pipeline.fps_limit() == pytest.approx(50 / 32)  # rate_hz / hop
+    no_rate = SERIAL.replace("      rate_hz: 50\n", "")
+    assert load_config(tmp_path / "edge.yaml", env={}, text=no_rate).pipelines[0].fps_limit() \
+        is None
+    iio = load_config(tmp_path / "edge.yaml", env={}, text=no_rate.replace(
+        SERIAL[SERIAL.index("    source:"):SERIAL.index("    window:")],
+        "    source: {type: iio, device: x, rate_hz: 10, channels: [{name: v}]}\n"))
+    assert iio.pipelines[0].fps_limit() == pytest.approx(10 / 32)  # the polling rate
+
+
 def test_demo_vibration_config_is_valid() -> None:
     config = load_config(models_dir() / "demo-vibration.yaml", env={})
     pipeline = config.pipelines[0]
