@@ -6,12 +6,22 @@ import logging
 import os
 import sys
 
+from edge_runtime.redact import mask_text
+
 # sd-daemon(3) priority prefixes: journald stores them as the message priority
 JOURNAL_PRIORITY = {logging.DEBUG: "<7>", logging.INFO: "<6>", logging.WARNING: "<4>",
                     logging.ERROR: "<3>", logging.CRITICAL: "<2>"}
 
 
-class JournalFormatter(logging.Formatter):
+class MaskingFormatter(logging.Formatter):
+    """Masks credentials in URLs of every line, tracebacks included: a safety net behind
+    the sources, which mask their own messages (edge_runtime/redact.py)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
+
+
+class JournalFormatter(MaskingFormatter):
     """No timestamp (journald adds one), priority prefix instead of a level name."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -24,7 +34,7 @@ def setup_logging(level: str = "info") -> None:
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(MaskingFormatter(
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 import numpy.typing as npt
 
 from edge_runtime.backoff import Backoff
-from edge_runtime.config.schema import Config, PipelineConfig
+from edge_runtime.config.schema import Config, PipelineConfig, SourceConfig, StreamSourceBase
 from edge_runtime.errors import ModelError, SourceError
 from edge_runtime.handoff import FrameSlot, HandoffClosed
 from edge_runtime.processing.labels import Labels, load_labels
@@ -48,6 +48,7 @@ INPUT_BUFFERS = 2  # one being filled while the other is inferred
 TAKE_TIMEOUT_S = 0.5
 SOURCE_RETRY_MIN_S = 0.5
 SOURCE_RETRY_MAX_S = 30.0
+STABLE_SOURCE_S = 10.0  # a source online this long resets its reconnect backoff
 STAGES = ("capture_wait", "decode", "preprocess", "inference", "postprocess", "publish",
           "end_to_end")
 PipelineState = Literal["starting", "running", "finished", "failed", "stopped"]
@@ -73,6 +74,13 @@ class InputPreprocessor(Protocol):
 
     def fill_frame(self, frame: Frame, out: npt.NDArray[Any]) -> ResizePlan | None:
         ...
+
+
+def source_backoff(config: SourceConfig) -> Backoff:
+    """Reconnect delays of a live source: a stream's own settings, or the defaults."""
+    if isinstance(config, StreamSourceBase):
+        return Backoff(config.reconnect_min_s, config.reconnect_max_s)
+    return Backoff(SOURCE_RETRY_MIN_S, SOURCE_RETRY_MAX_S)
 
 
 class ResultSink(Protocol):
@@ -190,6 +198,7 @@ class Pipeline:
         self.source_since_mono = time.monotonic()  # health judges durations on this clock
         self.started_mono: float | None = None
         self.error: BaseException | None = None
+        self._start_error: SourceError | None = None  # a stream that was down at start
         self._stop = threading.Event()
         self._frames: FrameSlot[Frame] = FrameSlot(
             drop_stale=self.source.live and not isinstance(self.source, WindowedSource))
@@ -207,8 +216,19 @@ class Pipeline:
         return self._frames.dropped
 
     def open_source(self) -> None:
-        """Open the source now, so start-up fails with a clear error if it cannot."""
-        self.source.open()
+        """Open the source now, so start-up fails with a clear error if it cannot. A network
+        stream that is down is not a start-up error: the pipeline starts with it offline and
+        the capture thread keeps reconnecting."""
+        try:
+            self.source.open()
+        except SourceError as err:
+            if not isinstance(self.config.source, StreamSourceBase):
+                raise
+            log.warning("pipeline %s: %s; reconnecting in the background", self.name,
+                        err.message)
+            self._start_error = err
+            self._set_source(False, err.message)
+            return
         self._set_source(True, "open")
 
     def start(self) -> None:
@@ -267,9 +287,11 @@ class Pipeline:
         return run
 
     def _capture_loop(self) -> None:
-        backoff = Backoff(SOURCE_RETRY_MIN_S, SOURCE_RETRY_MAX_S)
+        backoff = source_backoff(self.config.source)
         windowed = isinstance(self.source, WindowedSource)  # ends by itself once interrupted
         try:
+            if self._start_error is not None:
+                self._recover_source(self._start_error, backoff)
             while windowed or not self._stop.is_set():
                 try:
                     frame = self.source.read()
@@ -283,7 +305,6 @@ class Pipeline:
                         log.info("pipeline %s: %s ended", self.name, self.source.description)
                     return
                 if not self.source_online:  # back only once it delivers again
-                    backoff.reset()
                     self._set_source(True, "delivering again")
                     log.info("pipeline %s: %s is back", self.name, self.source.description)
                 self.stats.captured += 1
@@ -296,8 +317,12 @@ class Pipeline:
     def _recover_source(self, err: SourceError, backoff: Backoff) -> None:
         """A live source failed: report it offline and reopen it with backoff. It stays
         offline (and its offline time keeps counting) until it delivers a frame: a camera or
-        pipe that opens but sends nothing is not back."""
+        pipe that opens but sends nothing is not back. The backoff starts again from its
+        minimum only after the source stayed online STABLE_SOURCE_S, so a camera that hangs
+        up after every frame is retried ever more slowly, not in a tight loop."""
         self.stats.source_errors += 1
+        if self.source_online and time.monotonic() - self.source_since_mono >= STABLE_SOURCE_S:
+            backoff.reset()
         # warn when it goes offline, not on every failed retry while it stays offline
         log.log(logging.WARNING if self.source_online else logging.DEBUG, "pipeline %s: %s",
                 self.name, err.message)

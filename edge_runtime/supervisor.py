@@ -21,6 +21,7 @@ from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
 from edge_runtime.publishing.mqtt import MessageHandler, MqttLink
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
+from edge_runtime.publishing.source_state import SourceStateTopic, state_of
 from edge_runtime.service.reload import reload_config
 from edge_runtime.service.reporter import ServiceReporter
 from edge_runtime.sources import build_source
@@ -108,6 +109,7 @@ class Daemon:
         self._inbound: dict[str, tuple[int, MessageHandler]] = {}
         self.pipelines = [self.build_pipeline(p, s) for p, s in zip(config.pipelines, stages,
                                                                       strict=True)]
+        self.source_topic = SourceStateTopic(self.link)
         self.health = HealthService(self)
 
     def build_pipeline(self, config: PipelineConfig, stages: ModelStages) -> Pipeline:
@@ -152,6 +154,8 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 reload_config(self)
+            self.source_topic.update(self.config, [state_of(p) for p in self.pipelines],
+                                     self.link.status.connects)
             if all(p.done for p in self.pipelines):
                 log.info("all sources ended; shutting down")
                 break
@@ -195,6 +199,7 @@ class Daemon:
             self.link.subscribe(topic, qos, handler)
         self.link.start()
         self.health.use_link(self.link, config.stats_topic())
+        self.source_topic.link = self.link
 
     def _log_stats(self) -> None:
         for pipeline in self.pipelines:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -22,9 +22,15 @@ from pydantic import (
     model_validator,
 )
 
+from edge_runtime.stream_url import StreamUrl
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # safe inside an MQTT topic level
 DEFAULT_STATE_DIR = Path("/var/lib/edge-runtime")
 DEFAULT_HEALTH_PORT = 9473  # /healthz and /metrics on 127.0.0.1
+# The systemd watchdog treats a source retry loop as hung after 60 s without an attempt:
+# 30 s for the longest backoff delay plus 30 s for an open (docs/streams.md).
+STREAM_OPEN_TIMEOUT_MAX_S = 30.0
+STREAM_RECONNECT_MAX_S = 30.0
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -96,6 +102,51 @@ class PipeSource(SourceBase):
                              "(MJPEG), e.g. written by `rpicam-vid -t 0 --codec mjpeg -o PATH`.")
     stall_timeout_s: float = Field(5.0, gt=0, description="No complete frame for this long: "
                                    "the source is reported offline and reopened.")
+
+
+class StreamSourceBase(SourceBase):
+    """A network camera: connect and stall timeouts, reconnect backoff, credentials."""
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+    url: str = Field(repr=False, description="Stream URL; credentials may be inside it "
+                     "(percent-encoded) or in username/password, not both.")
+    username: str | None = Field(None, repr=False, description="Use ${ENV_VAR}.")
+    password: str | None = Field(None, repr=False, description="Use ${ENV_VAR}; never "
+                                 "logged.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=STREAM_OPEN_TIMEOUT_MAX_S, description="Longest wait for the "
+        "connection and the camera's answer (RTSP handshake, HTTP headers).")
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="No frame for this long, even on an open connection: the "
+        "source is offline and reconnected. Must be below health.stall_after_s.")
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(
+        STREAM_RECONNECT_MAX_S, gt=0, le=STREAM_RECONNECT_MAX_S,
+        description="Longest reconnect delay (exponential backoff with jitter).")
+
+    @model_validator(mode="after")
+    def _check_stream(self) -> StreamSourceBase:
+        self.stream_url()  # ValueError with the URL masked
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def stream_url(self) -> StreamUrl:
+        return StreamUrl.parse(self.url, self.schemes, username=self.username,
+                               password=self.password)
+
+
+class RtspSource(StreamSourceBase):
+    schemes: ClassVar[tuple[str, ...]] = ("rtsp",)
+    type: Literal["rtsp"]
+    transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTP over the RTSP TCP connection (robust through Wi-Fi, NAT and "
+        "firewalls) or over UDP (less latency on a clean LAN, loses packets elsewhere).")
+
+
+class HttpMjpegSource(StreamSourceBase):
+    schemes: ClassVar[tuple[str, ...]] = ("http",)
+    type: Literal["http_mjpeg"]
 
 
 # --- sensor sources (docs/sensors.md) -----------------------------------------------------
@@ -292,8 +343,9 @@ SENSOR_SOURCES = (SerialSource, FileSensorSource, MqttSensorSource, IioSource,
                   SyntheticSensorSource)
 
 SourceConfig = Annotated[
-    CameraSource | VideoSource | ImagesSource | SyntheticSource | PipeSource | SerialSource
-    | FileSensorSource | MqttSensorSource | IioSource | SyntheticSensorSource,
+    CameraSource | VideoSource | ImagesSource | SyntheticSource | PipeSource | RtspSource
+    | HttpMjpegSource | SerialSource | FileSensorSource | MqttSensorSource | IioSource
+    | SyntheticSensorSource,
     Field(discriminator="type"),
 ]
 
@@ -603,6 +655,19 @@ class Config(Strict):
             raise ValueError(f"pipeline names must be unique: {', '.join(duplicated)}")
         return value
 
+    @model_validator(mode="after")
+    def _stall_below_health(self) -> Config:
+        for i, pipeline in enumerate(self.pipelines):
+            source = pipeline.source
+            if (isinstance(source, StreamSourceBase)
+                    and source.stall_timeout_s >= self.health.stall_after_s):
+                raise ValueError(
+                    f"pipelines.{i}.source.stall_timeout_s ({source.stall_timeout_s:g} s) must "
+                    f"be below health.stall_after_s ({self.health.stall_after_s:g} s), or a "
+                    "stalled stream is reported as a stuck pipeline instead of an offline "
+                    "source")
+        return self
+
     def client_id(self) -> str:
         return self.mqtt.client_id or f"edge-runtime-{self.device_id}"
 
@@ -615,6 +680,10 @@ class Config(Strict):
 
     def stats_topic(self) -> str:
         return f"{self.mqtt.topic_prefix}/{self.device_id}/stats"
+
+    def source_topic(self, pipeline: str) -> str:
+        """Retained online/offline state of a pipeline's source (docs/streams.md)."""
+        return f"{self.mqtt.topic_prefix}/{self.device_id}/{pipeline}/source"
 
 
 def variant_tags() -> tuple[frozenset[str], frozenset[str]]:

@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge_runtime.config.schema import CameraSource, Config, PipeSource
+from edge_runtime.config.schema import CameraSource, Config, PipeSource, StreamSourceBase
 from edge_runtime.doctor.registry import CheckResult, DoctorContext, check
 from edge_runtime.errors import EdgeRuntimeError, SourceError
 from edge_runtime.pipeline import ModelStages, resolve_threads
@@ -130,7 +130,7 @@ def check_sources(context: DoctorContext) -> Iterator[CheckResult]:
                               err.hint or "fix the pipeline's source section")
             continue
         try:
-            if isinstance(config, CameraSource | PipeSource):
+            if isinstance(config, CameraSource | PipeSource | StreamSourceBase):
                 yield _measure_fps(pipeline.name, source, config.fps)
             else:
                 frame = source.read()

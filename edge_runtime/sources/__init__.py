@@ -1,5 +1,6 @@
-"""Where frames enter: cameras, video files, image folders, MJPEG pipes, synthetic patterns,
-and sensor sources whose samples are cut into windows (serial, IIO, files, MQTT, synthetic)."""
+"""Where frames enter: cameras, network streams (RTSP, HTTP MJPEG), video files, image
+folders, MJPEG pipes, synthetic patterns, and sensor sources whose samples are cut into
+windows (serial, IIO, files, MQTT, synthetic)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from edge_runtime.config.schema import (
     Buffered,
     CameraSource,
     FileSensorSource,
+    HttpMjpegSource,
     IioSource,
     ImagesSource,
     MqttSensorSource,
     PipeSource,
+    RtspSource,
     SensorSourceConfig,
     SerialSource,
     SourceConfig,
@@ -23,11 +26,13 @@ from edge_runtime.errors import SourceError
 from edge_runtime.processing.windowing import Windower
 from edge_runtime.sources.base import FrameSource, Pacer, WindowedSource
 from edge_runtime.sources.follow import FileReader
+from edge_runtime.sources.http_mjpeg import HttpMjpegStream
 from edge_runtime.sources.iio import IioReader
 from edge_runtime.sources.images import ImageFolderSource
 from edge_runtime.sources.mqtt_topic import MqttReader, Subscriber
 from edge_runtime.sources.opencv import CaptureSource
 from edge_runtime.sources.pipe import MjpegPipeSource
+from edge_runtime.sources.rtsp import RtspStream
 from edge_runtime.sources.sensor import SampleReader, SensorSource
 from edge_runtime.sources.serial_port import SerialReader
 from edge_runtime.sources.synthetic import SyntheticSource as SyntheticFrames
@@ -57,6 +62,14 @@ def build_source(config: SourceConfig, *, window: WindowConfig | None = None,
                                fps=config.fps, count=config.count)
     if isinstance(config, PipeSource):
         return MjpegPipeSource(config.path, fps=config.fps,
+                               stall_timeout_s=config.stall_timeout_s)
+    if isinstance(config, RtspSource):
+        return RtspStream(config.stream_url(), transport=config.transport, fps=config.fps,
+                          open_timeout_s=config.open_timeout_s,
+                          stall_timeout_s=config.stall_timeout_s)
+    if isinstance(config, HttpMjpegSource):
+        return HttpMjpegStream(config.stream_url(), fps=config.fps,
+                               open_timeout_s=config.open_timeout_s,
                                stall_timeout_s=config.stall_timeout_s)
     raise TypeError(f"no source for {type(config).__name__}")
 

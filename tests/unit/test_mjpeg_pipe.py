@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_runtime.errors import SourceError
-from edge_runtime.sources.pipe import MjpegPipeSource, MjpegSplitter
+from edge_runtime.sources.mjpeg import MjpegSplitter
+from edge_runtime.sources.pipe import MjpegPipeSource
 from tests.support.frames import jpeg_frames
 
 FRAMES = jpeg_frames(4, size=(40, 30), seed=7)
