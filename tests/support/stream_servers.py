@@ -138,7 +138,7 @@ def rtsp_frames(folder: Path, count: int = 30) -> Path:
     return folder
 
 
-def rtsp_server(port: int, frames: Path, log_path: Path, *, fps: int = 10,
+def rtsp_server(port: int, frames: Path, log_path: Path, *, fps: int = 25,
                 user: str | None = None, password: str | None = None,
                 protocols: str = "tcp+udp") -> ServerProcess:
     """The RTSP camera (not started) at ``rtsp://127.0.0.1:PORT/cam``."""
