@@ -8,6 +8,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/deploy/setup-env.sh"
 cd "$ROOT"
 
+# A real RTSP server for the RTSP tests (GStreamer's gst-rtsp-server from Debian, driven by
+# the system python3; about 35 s to install). Installed, its tests must run, not skip.
+if [ "${EDGE_RUNTIME_SKIP_RTSP:-0}" != "1" ]; then
+    apt_install gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+        python3-gi
+    export EDGE_RUNTIME_REQUIRE_RTSP=1
+fi
+
 echo "== ruff"; "$VENV/bin/ruff" check edge_runtime tests tools
 echo "== mypy --strict"; "$VENV/bin/mypy"
 echo "== pytest (ai-edge-litert)"; "$PY" -m pytest -q "$@"
