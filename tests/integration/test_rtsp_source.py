@@ -4,6 +4,8 @@ once, stall, hang-up."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -106,13 +108,24 @@ def test_transport_is_per_source_even_when_opened_at_once(server: ServerProcess)
     assert len(outcomes["udp"]) == 3
     assert all("461" in reason or "Unsupported transport" in reason
                for reason in outcomes["udp"]), outcomes["udp"]
-    import os
     assert FFMPEG_OPTIONS_ENV not in os.environ  # restored after every open
 
 
-def test_silent_server_is_a_stall_and_hang_up_ends_at_once(server: ServerProcess) -> None:
-    import signal
+def test_udp_transport_delivers_frames(frames_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    server = rtsp_server(port, frames_dir, tmp_path / "rtsp.log", protocols="udp").start()
+    source = RtspStream(StreamUrl.parse(f"rtsp://127.0.0.1:{port}/cam", ("rtsp",)),
+                        transport="udp", open_timeout_s=5, stall_timeout_s=STALL_S)
+    try:
+        source.open()
+        frames = [source.read() for _ in range(5)]
+    finally:
+        source.close()
+        server.close()
+    assert all(f.pixels().shape == (128, 128, 3) for f in frames)
 
+
+def test_silent_server_is_a_stall_and_hang_up_ends_at_once(server: ServerProcess) -> None:
     source = stream(server)
     source.open()
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -125,6 +126,7 @@ def test_http_camera_outages_are_followed_and_recovered(
         killed = time.monotonic()
         offline_at, offline = wait_state(subscriber, "offline", killed)
         assert offline_at - killed <= STALL_S + 1.0  # + the 0.5 s publishing cadence
+        print(f"killed -> offline on the source topic: {offline_at - killed:.2f} s")
         assert offline["errors"] >= 1 and offline["since"] <= time.time()
         time.sleep(0.5)  # frames captured before the kill finish
         stopped_at = subscriber.count("cam")
@@ -145,6 +147,8 @@ def test_http_camera_outages_are_followed_and_recovered(
         stalled_at, stalled = wait_state(subscriber, "offline", frozen)
         assert f"no frame for {STALL_S:g} s" in stalled["reason"]
         assert STALL_S - 0.5 <= stalled_at - frozen <= STALL_S + 2.0
+        print(f"frozen -> offline on the source topic: {stalled_at - frozen:.2f} s "
+              f"(stall_timeout_s {STALL_S})")
         camera.resume()
         resumed = time.monotonic()
         wait_state(subscriber, "online", resumed)
@@ -158,6 +162,8 @@ def test_http_camera_outages_are_followed_and_recovered(
         gaps = [b - a for a, b in itertools.pairwise(clip)]
         assert len(clip) >= 0.6 * CLIP_FPS * window, (len(clip), window)
         assert max(gaps) < 1.0, max(gaps)
+        print(f"clip pipeline: {len(clip)} predictions in {window:.1f} s "
+              f"({len(clip) / window:.2f}/s at fps {CLIP_FPS:g}), longest gap {max(gaps):.2f} s")
 
         final_health = json.dumps(healthz(health_port))
         assert daemon.terminate() == 0, daemon.log_text()
@@ -202,7 +208,7 @@ pipelines:
         daemon.start()
         assert subscriber.wait_for_count("cam", 10, timeout_s=30), daemon.log_text()
         _, online = wait_state(subscriber, "online", 0.0)
-        server.signal(__import__("signal").SIGUSR1)  # the camera hangs up
+        server.signal(signal.SIGUSR1)  # the camera hangs up
         hung_up = time.monotonic()
         _, ended = wait_state(subscriber, "offline", hung_up)
         wait_state(subscriber, "online", hung_up)
