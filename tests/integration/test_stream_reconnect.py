@@ -146,7 +146,8 @@ def test_rtsp_camera_hangs_up_20_times(running: Starter, tmp_path: Path) -> None
 
     require_rtsp_server()
     port = free_port()
-    server = rtsp_server(port, rtsp_frames(tmp_path / "frames"), tmp_path / "rtsp.log").start()
+    server = rtsp_server(port, rtsp_frames(tmp_path / "frames"), tmp_path / "rtsp.log",
+                         fps=50).start()  # FFmpeg probes ~20 frames per open
     try:
         pipeline, sink = running(
             f"{{type: rtsp, url: 'rtsp://127.0.0.1:{port}/cam', stall_timeout_s: 2, "

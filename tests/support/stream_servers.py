@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shutil
@@ -108,6 +109,7 @@ def mjpeg_server(port: int, log_path: Path, *, fps: float = 10.0, user: str | No
     return ServerProcess(args, log_path)
 
 
+@functools.cache
 def rtsp_server_missing() -> str | None:
     """Why the RTSP test server cannot run here, or None when it can."""
     if not Path(SYSTEM_PYTHON).exists():
