@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--delegate-option", action="append", default=[], metavar="KEY=VALUE",
                          help="option for delegate:LIBRARY (repeatable)")
 
+    stats = sub.add_parser("outbox-stats", help="messages waiting in the outbox, seq and drop "
+                           "counters per pipeline (works while the daemon runs)")
+    stats.add_argument("--config", type=Path, help="config file (YAML); default the demo")
+    stats.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+
     predict = sub.add_parser("predict", help="run one image through a configured pipeline")
     predict.add_argument("--config", type=Path, required=True)
     predict.add_argument("--input", type=Path, required=True, help="image file")
@@ -115,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _health(args)
     if command == "doctor":
         return _doctor(args)
+    if command == "outbox-stats":
+        return _outbox_stats(args)
     raise UsageError(f"unknown command {command}")
 
 
@@ -206,6 +214,33 @@ def _placement_lines(placement: dict[str, Any]) -> list[str]:
     if placement["execution"] is not None:
         lines.append(f"execution {split(placement['execution'])} (as the daemon runs it)")
     return lines
+
+
+def _outbox_stats(args: argparse.Namespace) -> int:
+    """The outbox as stored: readable while the daemon runs and after it stopped (the
+    running daemon's broker link: ``edge-runtime health``)."""
+    import sqlite3
+
+    from edge_runtime.bundled import demo_config
+    from edge_runtime.publishing.outbox import read_outbox
+
+    config = _load(args.config or demo_config(), args.set)
+    try:
+        outbox = read_outbox(config.state_dir)
+    except sqlite3.Error as err:
+        raise InputError(f"cannot read the outbox in {config.state_dir}: {err}") from err
+    if outbox is None:
+        raise InputError(f"no outbox in {config.state_dir} (the daemon never ran with this "
+                         "state_dir)")
+    if args.json:
+        print(json.dumps(outbox, indent=2))
+        return int(ExitCode.OK)
+    print(f"outbox    {outbox['path']}: {outbox['depth']} message(s) waiting, "
+          f"{outbox['bytes']} bytes")
+    for name, counters in outbox["pipelines"].items():
+        print(f"pipeline  {name}: next seq {counters['next_seq']}, waiting "
+              f"{counters['waiting']}, dropped {counters['dropped']}")
+    return int(ExitCode.OK)
 
 
 def _predict(args: argparse.Namespace) -> int:

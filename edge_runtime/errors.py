@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     USAGE = 64  # EX_USAGE
     INPUT_MISSING = 66  # EX_NOINPUT: input file missing or unreadable
     BACKEND_UNAVAILABLE = 69  # EX_UNAVAILABLE: interpreter/delegate cannot run
+    STATE_UNWRITABLE = 73  # EX_CANTCREAT: the state directory is full or failing (transient)
     CONFIG = 78  # EX_CONFIG: systemd does not restart on it (RestartPreventExitStatus)
 
 
@@ -93,3 +94,12 @@ class DelegateError(BackendUnavailableError):
         self.library = library
         self.stage = stage
         self.detail = detail
+
+
+class StateError(EdgeRuntimeError):
+    """The state directory (outbox) cannot be written right now: disk full, I/O error.
+
+    Transient, so systemd restarts the daemon (unlike a configuration error).
+    """
+
+    exit_code = ExitCode.STATE_UNWRITABLE

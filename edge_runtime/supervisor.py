@@ -15,10 +15,15 @@ from types import FrameType
 from typing import Any
 
 from edge_runtime.config.schema import Config, PipelineConfig
-from edge_runtime.errors import ConfigError, SourceError
+from edge_runtime.errors import SourceError
 from edge_runtime.health.service import HealthService
 from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
-from edge_runtime.publishing.mqtt import MessageHandler, MqttLink
+from edge_runtime.publishing.mqtt import (
+    CONNECT_TIMEOUT_S,
+    OFFLINE_ACK_TIMEOUT_S,
+    MessageHandler,
+    MqttLink,
+)
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
 from edge_runtime.publishing.source_state import SourceStateTopic, state_of
@@ -29,8 +34,10 @@ from edge_runtime.types import Result
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 10.0  # pipelines finishing frames already captured
-DRAIN_TIMEOUT_S = 5.0  # unacknowledged messages after the pipelines stopped
+STOP_TIMEOUT_S = 10.0  # pipelines finishing frames already captured (reload)
+RELINK_DRAIN_S = 5.0  # reload: unacknowledged messages of the old broker link
+PIPELINE_STOP_SHARE = 0.5  # of stop_timeout_s for pipelines finishing frames already captured
+STOP_MARGIN_S = 0.5  # closing the outbox after the broker link stopped
 SUPERVISE_INTERVAL_S = 0.5
 STATS_LOG_INTERVAL_S = 300.0
 
@@ -78,13 +85,10 @@ class OutboxSink:
 
 
 def open_outbox(config: Config) -> Outbox:
-    try:
-        return Outbox(config.state_dir, max_messages=config.outbox.max_messages,
-                      max_bytes=config.outbox.max_bytes, drop_policy=config.outbox.drop_policy)
-    except PermissionError as err:
-        raise ConfigError(f"state_dir {config.state_dir} is not writable ({err.strerror})",
-                          hint="set state_dir to a writable directory, or run as a user that "
-                          "owns it") from err
+    """The outbox in ``state_dir``; ConfigError / StateError explain why not."""
+    return Outbox(config.state_dir, max_messages=config.outbox.max_messages,
+                  max_bytes=config.outbox.max_bytes, drop_policy=config.outbox.drop_policy,
+                  synchronous=config.outbox.sync)
 
 
 class Daemon:
@@ -166,34 +170,46 @@ class Daemon:
         return self.shutdown()
 
     def shutdown(self) -> int:
+        """Stop within ``stop_timeout_s``: pipelines finish what they captured, unacknowledged
+        messages get the rest of the time, then ``offline``; unsent messages stay stored."""
+        started = time.monotonic()
+        stop_timeout = self.config.stop_timeout_s
         self.service.stopping()
-        self.stop_pipelines(self.pipelines)  # capture stops first, then captured frames drain
+        # capture stops first, then captured frames drain
+        self.stop_pipelines(self.pipelines, stop_timeout * PIPELINE_STOP_SHARE)
         self.health.stop()
-        self.link.stop(DRAIN_TIMEOUT_S)
-        left = self.outbox.stats.depth
-        if left:
-            log.info("%d message(s) stay in the outbox for the next start", left)
-        self.outbox.close()
+        remaining = stop_timeout - (time.monotonic() - started) - STOP_MARGIN_S
+        link_stopped = self.link.stop(drain_timeout_s=remaining - OFFLINE_ACK_TIMEOUT_S,
+                                      timeout_s=remaining)
+        snap = self.outbox.snapshot()
+        dropped = ", ".join(f"{p.name} {snap['dropped'].get(p.name, 0)}" for p in self.pipelines)
+        log.info("outbox: %d message(s) stay for the next start; dropped per pipeline "
+                 "(total, kept across restarts): %s", snap["depth"], dropped)
+        if link_stopped:
+            self.outbox.close()
+        else:  # still inside a blocking connect: exiting closes the store safely
+            log.warning("mqtt: the broker link did not stop within the stop timeout")
         self.service.close()
         failed = [p for p in self.pipelines if p.state == "failed"]
         return 1 if failed else 0
 
-    def stop_pipelines(self, pipelines: Sequence[Pipeline]) -> None:
+    def stop_pipelines(self, pipelines: Sequence[Pipeline],
+                       timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop capturing, then wait until frames already captured reached the outbox."""
         for pipeline in pipelines:
             pipeline.stop()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         for pipeline in pipelines:
             if not pipeline.join(max(0.0, deadline - time.monotonic())):
-                log.warning("pipeline %s did not stop within %.0f s", pipeline.name,
-                            STOP_TIMEOUT_S)
+                log.warning("pipeline %s did not stop within %.1f s", pipeline.name, timeout_s)
         self.sink.flush([p.name for p in pipelines])
         for pipeline in pipelines:
             _log_sensor_counters(pipeline)
 
     def replace_link(self, config: Config) -> None:
         """Reconnect with new settings; unacknowledged messages stay in the outbox."""
-        self.link.stop(DRAIN_TIMEOUT_S)
+        self.link.stop(drain_timeout_s=RELINK_DRAIN_S,
+                       timeout_s=RELINK_DRAIN_S + CONNECT_TIMEOUT_S + OFFLINE_ACK_TIMEOUT_S)
         self.link = MqttLink(config, self.outbox)
         for topic, (qos, handler) in self._inbound.items():
             self.link.subscribe(topic, qos, handler)
@@ -208,7 +224,8 @@ class Daemon:
                      pipeline.name, snap["results"], snap["dropped_frames"],
                      snap["latency_ms"]["inference"]["p50"])
             _log_sensor_counters(pipeline)
-        log.info("mqtt: %s; outbox depth %d", self.link.status.state, self.outbox.stats.depth)
+        log.info("mqtt: %s; outbox depth %d, dropped %s", self.link.status.state,
+                 self.outbox.stats.depth, self.outbox.stats.dropped or "none")
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -616,7 +616,11 @@ class OutboxConfig(Strict):
     max_bytes: int = Field(256 * 1024 * 1024, ge=64 * 1024)
     drop_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     max_inflight: int = Field(100, ge=1, le=65535,
-                              description="Unacknowledged publishes allowed at once.")
+                              description="Unacknowledged publishes allowed at once (never "
+                              "more than the broker's Receive Maximum).")
+    sync: Literal["normal", "full"] = Field(
+        "normal", description="SQLite synchronous mode: normal survives crashes of the "
+        "process; full also survives power loss, at the cost of an fsync per message.")
 
 
 class HealthConfig(Strict):
@@ -644,6 +648,10 @@ class Config(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    stop_timeout_s: float = Field(
+        10.0, ge=1.0, le=600.0, description="On SIGTERM: time for pipelines to finish and "
+        "for unacknowledged messages to be acknowledged before exiting (keep it below "
+        "systemd's TimeoutStopSec).")
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @field_validator("pipelines")

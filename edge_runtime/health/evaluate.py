@@ -88,13 +88,15 @@ class OutboxSnapshot:
     bytes: int
     max_messages: int
     max_bytes: int
-    dropped: Mapping[str, int]  # per pipeline, persistent across restarts
-    dropped_disk_full: int  # this run
+    # per pipeline, persistent across restarts: every message that left the outbox without
+    # a broker acknowledgement (bound, disk full, refused by the broker)
+    dropped: Mapping[str, int]
+    dropped_disk_full: int  # this run, could not be stored (already counted in ``dropped``)
     last_drop_age_s: float | None  # since a drop was last seen in this run; None: none
 
     @property
     def dropped_total(self) -> int:
-        return sum(self.dropped.values()) + self.dropped_disk_full
+        return sum(self.dropped.values())
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,15 @@ log = logging.getLogger(__name__)
 LinkStateName = Literal["connecting", "connected", "disconnected", "refused", "stopped"]
 IDLE_LOOP_S = 0.01  # longest wait for network events when there is nothing to send
 CONNECT_TIMEOUT_S = 5.0
+OFFLINE_ACK_TIMEOUT_S = 1.0  # how long the goodbye waits for the broker to take "offline"
 STABLE_CONNECTION_S = 10.0  # a connection this old resets the backoff
+STATUS_SLOTS = 2  # in-flight slots kept free for the QoS 1 status and stats messages
+REJECTED_LOG_INTERVAL_S = 30.0
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
+CREDENTIALS_HINT = " (check mqtt.username and mqtt.password or mqtt.password_file)"
+REFUSAL_HINTS = {0x86: CREDENTIALS_HINT, 0x87: CREDENTIALS_HINT,  # bad credentials, not authorized
+                 0x85: " (check mqtt.client_id)"}  # client identifier not valid
 TLS_VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3}
 MessageHandler = Callable[[str, bytes], None]
 
@@ -44,26 +50,31 @@ class LinkStatus:
     state: LinkStateName = "connecting"
     reason: str = ""
     since: float = field(default_factory=time.time)
+    attempts: int = 0  # connection attempts (TCP/TLS/CONNECT), successful or not
     connects: int = 0
     disconnects: int = 0
     sent: int = 0
     acked: int = 0
-    rejected: int = 0  # the broker refused a publish (MQTT 5 reason >= 0x80): deleted, logged
+    rejected: int = 0  # the broker refused a publish (MQTT 5 reason >= 0x80): counted as drop
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "since": round(self.since, 3),
-                "connects": self.connects, "reconnects": max(0, self.connects - 1),
-                "disconnects": self.disconnects, "sent": self.sent, "acked": self.acked,
-                "rejected": self.rejected}
+                "attempts": self.attempts, "connects": self.connects,
+                "reconnects": max(0, self.connects - 1), "disconnects": self.disconnects,
+                "sent": self.sent, "acked": self.acked, "rejected": self.rejected}
 
 
 @dataclass
 class _Session:
     """Per-connection bookkeeping: what was sent and not yet acknowledged."""
 
+    window: int  # outbox messages allowed in flight on this connection
     inflight: dict[int, int] = field(default_factory=dict)  # paho mid -> outbox row id
     cursor: int = 0  # highest outbox id sent on this connection
+    backlog: bool = True  # the outbox may hold more after ``cursor``
     acked_ids: list[int] = field(default_factory=list)
+    rejected_ids: list[int] = field(default_factory=list)
+    last_rejection: str = ""
     connected: bool = False
     refused: bool = False
 
@@ -78,14 +89,19 @@ class MqttLink:
         self.status = LinkStatus()
         self.status_topic = config.status_topic()
         self._stop = threading.Event()
+        self._enqueued = threading.Event()  # the outbox got a message since the last fetch
         self._drain_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s)
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         self._unsent_subscriptions: set[str] = set()  # added while connected
-        self._lock = threading.Lock()
-        self._session = _Session()
         self._retained: dict[str, bytes] = {}  # topic -> latest payload not yet sent
+        self._lock = threading.Lock()
+        self._session = _Session(window=config.outbox.max_inflight)
+        self._last_rejected_log = 0.0
+        self._rejected_since_log = 0
+        self._last_logged: tuple[str, str] = ("", "")
+        outbox.add_listener(self._enqueued.set)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -106,14 +122,16 @@ class MqttLink:
         with self._lock:
             self._retained[topic] = payload
 
-    def stop(self, drain_timeout_s: float) -> None:
+    def stop(self, drain_timeout_s: float, timeout_s: float) -> bool:
         """Give unacknowledged messages up to ``drain_timeout_s`` to be acknowledged, publish
-        ``offline``, disconnect. Whatever is unsent stays in the outbox."""
-        self._drain_deadline = time.monotonic() + drain_timeout_s
+        ``offline``, disconnect; wait at most ``timeout_s`` for all that. Whatever is unsent
+        stays in the outbox. False when the thread is still busy (a blocking connect)."""
+        self._drain_deadline = time.monotonic() + max(0.0, drain_timeout_s)
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(drain_timeout_s + CONNECT_TIMEOUT_S + 2.0)
+            self._thread.join(max(0.0, timeout_s))
         self._set_state("stopped", "shut down")
+        return self._thread is None or not self._thread.is_alive()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -135,7 +153,11 @@ class MqttLink:
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            self._connect_and_serve()
+            try:
+                self._connect_and_serve()
+            except Exception as err:  # a bug or a library surprise must not end publishing
+                log.exception("mqtt: unexpected error in the broker link")
+                self._set_state("disconnected", f"internal error: {err!r}")
             if self._stop.is_set():
                 break
             if time.monotonic() - started >= STABLE_CONNECTION_S:
@@ -145,11 +167,12 @@ class MqttLink:
             self._stop.wait(delay)
 
     def _connect_and_serve(self) -> None:
-        session = _Session()
+        session = _Session(window=self.config.outbox.max_inflight)
         with self._lock:
             self._session = session
         if self.status.state != "refused":
             self._set_state("connecting", f"{self.mqtt.host}:{self.mqtt.port}")
+        self.status.attempts += 1
         client = self._new_client(session)
         try:
             try:
@@ -162,6 +185,8 @@ class MqttLink:
                 return
             self._serve(client, session)
         finally:
+            self._settle(session)
+            self.outbox.release(session.inflight.values())
             close_client(client)
 
     def _serve(self, client: mqtt.Client, session: _Session) -> None:
@@ -175,13 +200,27 @@ class MqttLink:
             if self._unsent_subscriptions and session.connected:
                 self._send_subscriptions(client)
             rc = client.loop(timeout=0.0 if self._pump(client, session) else IDLE_LOOP_S)
-            if session.acked_ids:
-                self.outbox.delete(session.acked_ids)
-                session.acked_ids = []
+            self._settle(session)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or session.refused:
                 if session.connected:
                     self._on_lost(session, mqtt.error_string(rc))
                 return
+
+    def _settle(self, session: _Session) -> None:
+        """Apply the acknowledgements collected by the callbacks to the outbox."""
+        if session.acked_ids:
+            self.outbox.delete(session.acked_ids)
+            session.acked_ids = []
+        if session.rejected_ids:
+            self.outbox.reject(session.rejected_ids)
+            self._rejected_since_log += len(session.rejected_ids)
+            session.rejected_ids = []
+            now = time.monotonic()
+            if now - self._last_rejected_log >= REJECTED_LOG_INTERVAL_S:
+                log.error("mqtt: the broker rejected %d message(s) (last: %s); they are "
+                          "removed from the outbox and counted as dropped",
+                          self._rejected_since_log, session.last_rejection)
+                self._last_rejected_log, self._rejected_since_log = now, 0
 
     def _drained_or_late(self, session: _Session) -> bool:
         if not session.connected:
@@ -193,14 +232,18 @@ class MqttLink:
         """Publish the next outbox messages within the in-flight window; True if any."""
         if not session.connected:
             return False
-        room = self.config.outbox.max_inflight - len(session.inflight)
-        if room <= 0:
+        room = session.window - len(session.inflight)
+        if room <= 0 or not (session.backlog or self._enqueued.is_set()):
             return False
-        messages = self.outbox.fetch_after(session.cursor, room)
-        for message in messages:
+        self._enqueued.clear()  # before the fetch: an enqueue after it sets it again
+        messages = self.outbox.claim(session.cursor, room)
+        session.backlog = len(messages) == room
+        for index, message in enumerate(messages):
             info = client.publish(message.topic, message.payload, qos=message.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return False  # disconnected meanwhile: the loop notices and reconnects
+                # disconnected meanwhile: the loop notices and reconnects
+                self.outbox.release(m.id for m in messages[index:])
+                return False
             session.inflight[info.mid] = message.id
             session.cursor = message.id
             self.status.sent += 1
@@ -223,14 +266,12 @@ class MqttLink:
         """Publish retained offline (waiting briefly for its ack), then disconnect."""
         if session.connected:
             info = client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-            deadline = time.monotonic() + 2.0
+            deadline = time.monotonic() + OFFLINE_ACK_TIMEOUT_S
             while not info.is_published() and time.monotonic() < deadline:
                 if client.loop(timeout=IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             client.disconnect()
             client.loop(timeout=IDLE_LOOP_S)
-        if session.acked_ids:
-            self.outbox.delete(session.acked_ids)
 
     # --- paho callbacks (run on this thread, inside client.loop) ---------------------------
 
@@ -238,28 +279,35 @@ class MqttLink:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.config.client_id(),
                              protocol=mqtt.MQTTv5)
         client.connect_timeout = min(CONNECT_TIMEOUT_S, float(self.mqtt.keepalive_s))
-        client.max_inflight_messages_set(self.config.outbox.max_inflight)
+        client.max_inflight_messages_set(session.window + STATUS_SLOTS)
         client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        # The callbacks use the client they are given, not this one: no reference cycle, so
+        # a dropped client is freed (and its sockets closed) at once.
 
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode,
-                       _p: Properties | None) -> None:
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode,
+                       properties: Properties | None) -> None:
             if reason.is_failure:
                 session.refused = True
-                self._set_state("refused", f"broker refused the connection: {reason}")
-                log.error("mqtt: %s:%d refused the connection: %s", self.mqtt.host,
-                          self.mqtt.port, reason)
+                hint = REFUSAL_HINTS.get(reason.value, "")
+                self._set_state("refused", f"broker refused the connection: {reason}{hint}")
                 return
+            receive_maximum = getattr(properties, "ReceiveMaximum", None)
+            if isinstance(receive_maximum, int) and receive_maximum > 0:
+                # MQTT 5: never more QoS 1/2 publishes in flight than the broker accepts
+                # (paho ignores Receive Maximum and cannot change its own limit once
+                # connected, so our window enforces it).
+                session.window = max(1, min(session.window, receive_maximum - STATUS_SLOTS))
             session.connected = True
             self.status.connects += 1
-            client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+            c.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
             with self._lock:
                 subscriptions = dict(self._subscriptions)
                 self._unsent_subscriptions.clear()
             for topic, (qos, _handler) in subscriptions.items():
-                client.subscribe(topic, qos)
+                c.subscribe(topic, qos)
             self._set_state("connected", f"{self.mqtt.host}:{self.mqtt.port}")
-            log.info("mqtt: connected to %s:%d; %d message(s) waiting in the outbox",
-                     self.mqtt.host, self.mqtt.port, self.outbox.stats.depth)
+            log.info("mqtt: %d message(s) waiting in the outbox, up to %d in flight",
+                     self.outbox.stats.depth, session.window)
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode,
                           _p: Properties | None) -> None:
@@ -268,15 +316,18 @@ class MqttLink:
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode,
                        _p: Properties | None) -> None:
+            # QoS 1: PUBACK; QoS 2: PUBCOMP (paho calls this once, at the end of the flow);
+            # QoS 0: written to the socket (the "may lose" QoS).
             row_id = session.inflight.pop(mid, None)
             if row_id is None:
                 return  # a status message, not from the outbox
             if reason.is_failure:
                 self.status.rejected += 1
-                log.error("mqtt: broker rejected outbox message %d: %s (deleted)", row_id, reason)
+                session.rejected_ids.append(row_id)
+                session.last_rejection = str(reason)
             else:
                 self.status.acked += 1
-            session.acked_ids.append(row_id)
+                session.acked_ids.append(row_id)
 
         def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
             with self._lock:
@@ -297,18 +348,30 @@ class MqttLink:
     def _on_lost(self, session: _Session, reason: str) -> None:
         session.connected = False
         self.status.disconnects += 1
-        self._set_state("disconnected", f"connection lost: {reason}")
-        if self._stop.is_set():
-            return
-        log.warning("mqtt: connection to %s:%d lost (%s); %d message(s) unacknowledged will be "
-                    "sent again", self.mqtt.host, self.mqtt.port, reason, len(session.inflight))
+        unacknowledged = len(session.inflight)
+        self._set_state("disconnected", f"connection lost: {reason}", quiet=True)
+        if not self._stop.is_set():
+            log.warning("mqtt: connection to %s:%d lost (%s); %d unacknowledged message(s) "
+                        "will be sent again", self.mqtt.host, self.mqtt.port, reason,
+                        unacknowledged)
 
-    def _set_state(self, state: LinkStateName, reason: str) -> None:
+    def _set_state(self, state: LinkStateName, reason: str, *, quiet: bool = False) -> None:
+        """Record the state; log it when it changed (the same failure repeated is logged
+        once, not at every attempt)."""
         with self._lock:
             if self.status.state != state:
                 self.status.since = time.time()
             self.status.state = state
             self.status.reason = reason
+        if quiet or state in ("connecting", "stopped") or (state, reason) == self._last_logged:
+            return
+        self._last_logged = (state, reason)
+        if state == "connected":
+            log.info("mqtt: connected to %s", reason)
+        elif state == "refused":
+            log.error("mqtt: %s:%d: %s", self.mqtt.host, self.mqtt.port, reason)
+        elif state == "disconnected":
+            log.warning("mqtt: %s; retrying with backoff", reason)
 
 
 def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
@@ -345,5 +408,6 @@ def describe_connect_error(err: BaseException, host: str, port: int) -> str:
 
 
 def close_client(client: mqtt.Client) -> None:
-    """Close the socket and paho's wake-up socket pair (paho leaves them to __del__)."""
+    """Close the socket and paho's wake-up socket pair now (paho leaves them to __del__;
+    with one client per connection, waiting for the garbage collector would pile up fds)."""
     client._reset_sockets()

@@ -14,7 +14,7 @@ Applying keeps the outbox (and so every queued message and each pipeline's ``seq
     on the next prediction of every pipeline;
   - changed ``mqtt`` settings restart the broker link: unacknowledged messages stay in the
     outbox and are sent again by the new connection;
-  - outbox limits and ``log_level`` apply at once; ``state_dir`` and any other setting
+  - outbox settings and ``log_level`` apply at once; ``state_dir`` and any other setting
     need a restart (logged; the running value is kept).
 """
 
@@ -161,6 +161,7 @@ def _apply(daemon: Daemon, plan: ReloadPlan, running: dict[str, Pipeline],
     daemon.outbox.max_messages = config.outbox.max_messages
     daemon.outbox.max_bytes = config.outbox.max_bytes
     daemon.outbox.drop_policy = config.outbox.drop_policy
+    daemon.outbox.synchronous = config.outbox.sync
     logging.getLogger().setLevel(config.log_level.upper())
     if plan.restart_link:
         log.info("reload: mqtt settings changed; reconnecting (queued messages stay in "

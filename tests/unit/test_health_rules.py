@@ -124,7 +124,7 @@ def test_finished_finite_source_is_healthy() -> None:
 
 
 def test_recent_outbox_drops_degrade_old_ones_do_not() -> None:
-    recent = outbox(dropped={"cam": 7}, dropped_disk_full=1, last_drop_age_s=12.0)
+    recent = outbox(dropped={"cam": 8}, dropped_disk_full=1, last_drop_age_s=12.0)
     report = evaluate(daemon(outbox=recent), RULES)
     assert report.overall == "degraded"
     assert report.reasons == ("outbox dropped messages 12 s ago (8 in total)",)
