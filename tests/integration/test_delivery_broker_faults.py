@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SubscriberFactory
+from tests.conftest import BrokerFactory, SubscriberFactory
 from tests.support.broker import MosquittoBroker
 from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.delivery import (
@@ -33,7 +33,9 @@ def test_broker_restarted_twice_mid_stream_loses_nothing(
         daemons: list[DaemonProcess]) -> None:
     device = "restarts"
     subscriber = subscriber_factory(broker.host, broker.port, predictions_filter(device))
-    config = write_config(tmp_path, broker.port, device=device, fps=100)
+    # a publishes at QoS 1 (deleted on PUBACK), b at QoS 2 (deleted on PUBCOMP)
+    config = write_config(tmp_path, broker.port, device=device, fps=100,
+                          pipeline_extra={"b": {"output": {"qos": 2}}})
     daemon = start_daemon(daemons, config, tmp_path)
     assert subscriber.wait_for_count("a", 100, timeout_s=30), daemon.log_text()
     for _ in range(2):
@@ -178,3 +180,31 @@ def test_overflow_drops_are_counted_exactly_with_the_configured_policy(
             assert not early and late, (len(early), len(late))
         else:
             assert early and not late, (len(early), len(late))
+
+
+def test_publishes_the_broker_refuses_are_counted_as_drops(
+        broker_factory: BrokerFactory, subscriber_factory: SubscriberFactory, tmp_path: Path,
+        daemons: list[DaemonProcess]) -> None:
+    device = "acl"
+    acl = tmp_path / "acl"
+    # pipeline b may not publish its predictions (MQTT 5 PUBACK 0x87 "Not authorized")
+    acl.write_text(f"topic readwrite edge/{device}/status\ntopic readwrite edge/{device}/stats\n"
+                   f"topic readwrite edge/{device}/a/predictions\n")
+    # mosquitto 2.0.11 drops the connection after a denied publish when max_queued_messages
+    # is 0 (the harness's "unlimited"), so this broker gets a large finite queue instead.
+    secured = broker_factory(extra_config=[f"acl_file {acl}", "max_queued_messages 1000000"])
+    subscriber = subscriber_factory(secured.host, secured.port, predictions_filter(device))
+    config = write_config(tmp_path, secured.port, device=device, fps=50)
+    daemon = start_daemon(daemons, config, tmp_path)
+    assert subscriber.wait_for_count("a", 100, timeout_s=30), daemon.log_text()
+    assert daemon.terminate() == 0, daemon.log_text()
+    counters = outbox_stats(config)
+    assert counters["depth"] == 0
+    assert subscriber.wait_for_seqs("a", range(counters["pipelines"]["a"]["next_seq"]),
+                                    timeout_s=30)
+    assert counters["pipelines"]["a"]["dropped"] == 0
+    assert subscriber.count("b") == 0
+    assert counters["pipelines"]["b"]["dropped"] == counters["pipelines"]["b"]["next_seq"] > 0
+    stats = read_stats(tmp_path)
+    assert stats is not None and stats["link"]["rejected"] == counters["pipelines"]["b"]["dropped"]
+    assert "the broker rejected" in daemon.log_text() and "Not authorized" in daemon.log_text()

@@ -28,17 +28,20 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_config(tmp_path: Path, port: int, *, device: str, fps: float,
-                 pipelines: tuple[str, ...] = PIPELINES, **sections: Any) -> Path:
+                 pipelines: tuple[str, ...] = PIPELINES,
+                 pipeline_extra: dict[str, dict[str, Any]] | None = None,
+                 **sections: Any) -> Path:
     """A daemon config with synthetic sources through the digits model; ``sections`` are
-    merged over the defaults (e.g. ``outbox={"max_messages": 100}``)."""
-    pipeline_configs = [
+    merged over the defaults (e.g. ``outbox={"max_messages": 100}``), ``pipeline_extra``
+    over single pipelines (e.g. ``{"b": {"output": {"qos": 2}}}``)."""
+    pipeline_configs = [_merge(
         {"name": name,
          "source": {"type": "synthetic", "width": FRAME_WIDTH, "height": FRAME_HEIGHT,
                     "fps": fps},
          "model": {"path": str(MODELS / "digits_int8.tflite"),
                    "labels": str(MODELS / "digits_labels.txt"), "threads": 1},
-         "task": {"type": "classify", "top_k": 1}}
-        for name in pipelines]
+         "task": {"type": "classify", "top_k": 1}},
+        (pipeline_extra or {}).get(name, {})) for name in pipelines]
     config: dict[str, Any] = {
         "device_id": device,
         "state_dir": str(tmp_path / "state"),
