@@ -449,7 +449,7 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     """Create the state directory and take its lock, or explain why not."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = (state_dir / LOCK_FILE).open("ab")
+        lock_file = (state_dir / LOCK_FILE).open("ab", buffering=0)
     except OSError as err:
         raise ConfigError(f"state_dir {state_dir} is not usable ({err.strerror or err})",
                           hint="set state_dir to a writable directory, or run as a user that "
@@ -460,9 +460,9 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
         lock_file.close()
         raise ConfigError(f"state_dir {state_dir} is in use by another edge-runtime process",
                           hint="give each instance its own state_dir") from err
-    lock_file.truncate(0)
-    lock_file.write(f"{os.getpid()}\n".encode())
-    lock_file.flush()
+    with contextlib.suppress(OSError):  # the pid is for people; a full disk may refuse it
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n".encode())
     return lock_file
 
 

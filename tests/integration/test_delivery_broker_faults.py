@@ -6,9 +6,11 @@ pipeline with an independent persistent-session QoS 1 subscriber.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import paho.mqtt.publish
 import pytest
 
 from tests.conftest import BrokerFactory, SubscriberFactory
@@ -26,6 +28,13 @@ from tests.support.delivery import (
     wait_results,
     write_config,
 )
+from tests.support.subscriber import read_retained
+
+
+def clear_retained(broker: MosquittoBroker, topic: str) -> None:
+    paho.mqtt.publish.single(topic, b"", qos=1, retain=True, hostname=broker.host,
+                             port=broker.port)
+    assert read_retained(broker.host, broker.port, topic) is None
 
 
 def test_broker_restarted_twice_mid_stream_loses_nothing(
@@ -38,12 +47,18 @@ def test_broker_restarted_twice_mid_stream_loses_nothing(
                           pipeline_extra={"b": {"output": {"qos": 2}}})
     daemon = start_daemon(daemons, config, tmp_path)
     assert subscriber.wait_for_count("a", 100, timeout_s=30), daemon.log_text()
+    status_topic = f"edge/{device}/status"
     for _ in range(2):
+        clear_retained(broker, status_topic)  # so that "online" must be published again
         broker.stop()
         time.sleep(1.5)  # the daemon keeps producing into the outbox meanwhile
         broker.start()
         before = subscriber.count("a")
         assert subscriber.wait_for_count("a", before + 100, timeout_s=30), daemon.log_text()
+        assert wait_until(lambda: read_retained(broker.host, broker.port, status_topic)
+                          == b"online", timeout=5)
+    stats = json.loads(read_retained(broker.host, broker.port, f"edge/{device}/stats") or b"{}")
+    assert stats["device"] == device and stats["link"]["reconnects"] >= 2
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
     assert counters["depth"] == 0

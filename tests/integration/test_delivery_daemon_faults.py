@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SubscriberFactory
+from tests.integration.test_bad_input import assert_one_clear_line
 from tests.support.broker import MosquittoBroker
-from tests.support.daemon import DaemonProcess, wait_until
+from tests.support.daemon import DaemonProcess, run_cli, wait_until
 from tests.support.delivery import (
     PIPELINES,
     assert_complete,
@@ -169,3 +170,34 @@ def test_disk_full_counts_drops_exactly_and_recovers(
         dropped = counters["pipelines"][name]["dropped"]
         print(f"pipeline {name}: {dropped} dropped while the disk was full")
         assert dropped > 0 and len(missing) == dropped, (name, len(missing), dropped)
+
+
+def test_state_dir_full_at_start_is_one_clear_line_and_exit_73(
+        tmp_path: Path, small_state_fs: Path) -> None:
+    config = write_config(tmp_path, 1, device="full-at-start", fps=10)
+    fill(small_state_fs)
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == 73, result.stderr  # transient: systemd restarts it
+    assert_one_clear_line(result.stderr, "state_dir", "cannot be written", "full")
+
+
+def test_unusable_state_dir_is_one_clear_line_and_exit_78(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config = write_config(tmp_path, 1, device="bad-state", fps=10,
+                          state_dir=str(blocker / "state"))
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert_one_clear_line(result.stderr, "state_dir", str(blocker / "state"))
+
+
+def test_second_daemon_on_the_same_state_dir_is_refused(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, 1, device="twice", fps=10, pipelines=("a",))
+    first = start_daemon(daemons, config, tmp_path)
+    assert wait_results(tmp_path, 1, timeout=15, pipelines=("a",)), first.log_text()
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert_one_clear_line(result.stderr, "in use by another edge-runtime process")
+    assert first.alive()
+    assert first.terminate() == 0
