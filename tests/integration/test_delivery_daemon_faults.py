@@ -152,7 +152,7 @@ def test_disk_full_counts_drops_exactly_and_recovers(
     assert daemon.alive()
     filler.unlink()  # space returns
     assert wait_until(lambda: (read_stats(tmp_path) or {}).get("outbox", {}).get(
-        "dropped_store_failed", 0) > 0, timeout=10), daemon.log_text()
+        "dropped_disk_full", 0) > 0, timeout=10), daemon.log_text()
     assert wait_results(tmp_path, 600, timeout=15)  # inference went on all along
     broker.start()
     assert wait_until(lambda: link_state(tmp_path) == "connected", timeout=15)

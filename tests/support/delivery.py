@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 
 from edge_runtime.bundled import models_dir
+from edge_runtime.health.client import query
+from edge_runtime.health.server import HEALTH_PATH
+from tests.support.broker import free_port
 from tests.support.daemon import DaemonProcess, run_cli, wait_until
 from tests.support.subscriber import SeqSubscriber
 
@@ -45,10 +48,10 @@ def write_config(tmp_path: Path, port: int, *, device: str, fps: float,
     config: dict[str, Any] = {
         "device_id": device,
         "state_dir": str(tmp_path / "state"),
-        "stats_interval_s": 0.5,
         "stop_timeout_s": 8.0,
         "mqtt": {"host": "127.0.0.1", "port": port, "keepalive_s": 5,
                  "reconnect_min_s": 0.1, "reconnect_max_s": 1.0},
+        "health": {"port": free_port(), "stats_interval_s": 0.5},
         "pipelines": pipeline_configs,
     }
     path = tmp_path / "edge.yaml"
@@ -61,13 +64,11 @@ def predictions_filter(device: str) -> str:
 
 
 def read_stats(tmp_path: Path) -> dict[str, Any] | None:
-    """The daemon's stats.json (None before the first one is written)."""
-    path = tmp_path / "state" / "stats.json"
-    try:
-        document: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return document
+    """The running daemon's /healthz answer (what ``edge-runtime health --json`` prints:
+    broker state and reason, outbox depth and drops, pipelines); None when not answering."""
+    config = yaml.safe_load((tmp_path / "edge.yaml").read_text())
+    answer = query(f"http://127.0.0.1:{config['health']['port']}{HEALTH_PATH}")
+    return None if answer.overall == "unreachable" else answer.body
 
 
 def outbox_stats(config: Path) -> dict[str, Any]:
@@ -130,14 +131,15 @@ def start_daemon(daemons: list[DaemonProcess], config: Path, tmp_path: Path) -> 
 
 def wait_results(tmp_path: Path, minimum: int, timeout: float,
                  pipelines: tuple[str, ...] = PIPELINES) -> bool:
-    """Until every pipeline produced ``minimum`` results (per the daemon's stats.json)."""
+    """Until every pipeline produced ``minimum`` predictions (per the daemon's /healthz)."""
     def enough() -> bool:
         stats = read_stats(tmp_path)
         return stats is not None and all(
-            stats["pipelines"].get(name, {}).get("results", 0) >= minimum for name in pipelines)
+            stats["pipelines"].get(name, {}).get("predictions", 0) >= minimum
+            for name in pipelines)
     return wait_until(enough, timeout)
 
 
 def link_state(tmp_path: Path) -> str | None:
     stats = read_stats(tmp_path)
-    return None if stats is None else str(stats["link"]["state"])
+    return None if stats is None else str(stats["broker"]["state"])

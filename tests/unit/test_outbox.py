@@ -61,7 +61,7 @@ def test_a_message_that_cannot_be_stored_is_a_counted_drop_with_a_seq_gap(
     (pages,) = connection.execute("PRAGMA page_count").fetchone()
     connection.execute(f"PRAGMA max_page_count = {pages}")
     assert enqueue(outbox, "a", 3, size=50_000) == [None, None, None]
-    assert outbox.stats.dropped == {"a": 3} and outbox.stats.dropped_store_failed == 3
+    assert outbox.stats.dropped == {"a": 3} and outbox.stats.dropped_disk_full == 3
     connection.execute("PRAGMA max_page_count = 1073741823")
     assert enqueue(outbox, "b", 1) == [0]  # the next commit also saves a's counters
     outbox.close()
