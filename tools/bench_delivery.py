@@ -6,7 +6,7 @@ One run against a private Mosquitto on loopback (no subscriber), same payloads:
   post thread does); the MqttLink thread publishes them and deletes each on PUBACK. Timed
   from the first enqueue to the last acknowledgement.
 * ``bypassed``: the same messages published straight with paho (``loop_start``, the same
-  in-flight window), timed to the last PUBACK: what the outbox costs.
+  in-flight window as the link's), timed to the last PUBACK: what the outbox costs.
 * ``enqueue only``: commits per second with no broker, per ``outbox.sync`` mode.
 
 Usage (from the repository root):
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import Config
-from edge_runtime.publishing.mqtt import MqttLink
+from edge_runtime.publishing.mqtt import STATUS_SLOTS, MqttLink
 from edge_runtime.publishing.outbox import Outbox, Synchronous
 from tests.support.broker import MosquittoBroker
 
@@ -138,7 +138,8 @@ def main() -> int:
                         "(20 is mosquitto's default)")
     args = parser.parse_args()
     payload = b'{"seq":0,"p":"' + b"x" * max(0, args.payload_bytes - 16) + b'"}'
-    window = min(args.inflight, args.broker_inflight)
+    # the link keeps STATUS_SLOTS of the broker's Receive Maximum for status and stats
+    window = max(1, min(args.inflight, args.broker_inflight - STATUS_SLOTS))
     results: dict[str, list[float]] = {"durable": [], "bypassed": []}
     with tempfile.TemporaryDirectory(prefix="bench-mosquitto-") as workdir:
         broker = MosquittoBroker(workdir=Path(workdir), persistence=False, extra_config=[
