@@ -18,12 +18,7 @@ from edge_runtime.config.schema import Config, PipelineConfig
 from edge_runtime.errors import SourceError
 from edge_runtime.health.service import HealthService
 from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
-from edge_runtime.publishing.mqtt import (
-    CONNECT_TIMEOUT_S,
-    OFFLINE_ACK_TIMEOUT_S,
-    MessageHandler,
-    MqttLink,
-)
+from edge_runtime.publishing.mqtt import OFFLINE_ACK_TIMEOUT_S, MessageHandler, MqttLink
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
 from edge_runtime.publishing.source_state import SourceStateTopic, state_of
@@ -208,8 +203,7 @@ class Daemon:
 
     def replace_link(self, config: Config) -> None:
         """Reconnect with new settings; unacknowledged messages stay in the outbox."""
-        self.link.stop(drain_timeout_s=RELINK_DRAIN_S,
-                       timeout_s=RELINK_DRAIN_S + CONNECT_TIMEOUT_S + OFFLINE_ACK_TIMEOUT_S)
+        self.link.stop(RELINK_DRAIN_S)
         self.link = MqttLink(config, self.outbox)
         for topic, (qos, handler) in self._inbound.items():
             self.link.subscribe(topic, qos, handler)

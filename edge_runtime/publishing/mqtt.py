@@ -122,12 +122,15 @@ class MqttLink:
         with self._lock:
             self._retained[topic] = payload
 
-    def stop(self, drain_timeout_s: float, timeout_s: float) -> bool:
+    def stop(self, drain_timeout_s: float, timeout_s: float | None = None) -> bool:
         """Give unacknowledged messages up to ``drain_timeout_s`` to be acknowledged, publish
-        ``offline``, disconnect; wait at most ``timeout_s`` for all that. Whatever is unsent
-        stays in the outbox. False when the thread is still busy (a blocking connect)."""
+        ``offline``, disconnect; wait at most ``timeout_s`` for all that (default: long enough
+        for a blocking connect too). Whatever is unsent stays in the outbox. False when the
+        thread is still busy (a blocking connect)."""
         self._drain_deadline = time.monotonic() + max(0.0, drain_timeout_s)
         self._stop.set()
+        if timeout_s is None:
+            timeout_s = drain_timeout_s + CONNECT_TIMEOUT_S + OFFLINE_ACK_TIMEOUT_S + 1.0
         if self._thread is not None:
             self._thread.join(max(0.0, timeout_s))
         self._set_state("stopped", "shut down")
