@@ -17,7 +17,7 @@ from edge_runtime import __version__
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:
-    from edge_runtime.types import Image
+    from edge_runtime.types import Image, Prediction
 
 PROG = "edge-runtime"
 
@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--pipeline", help="pipeline name (default: the first)")
     predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument("--annotate", type=Path, metavar="OUT.jpg",
+                         help="also write the image with boxes, labels and scores drawn on it")
 
     health = sub.add_parser("health", help="ask the running daemon how it is: exit 0 healthy, "
                             "1 degraded, 2 unhealthy or not reachable")
@@ -260,6 +262,9 @@ def _predict(args: argparse.Namespace) -> int:
     if pipeline.window is not None:
         raise UsageError(f"pipeline '{pipeline.name}' reads sensor windows; predict takes an "
                          "image for a frame pipeline")
+    if args.annotate is not None and not cv2.haveImageWriter(str(args.annotate)):
+        raise UsageError(f"--annotate {args.annotate}: OpenCV cannot write "
+                         f"'{args.annotate.suffix}' images (use .jpg or .png)")
     if not args.input.is_file():
         raise InputError(f"input image {args.input} does not exist")
     image = cast("Image", cv2.imread(str(args.input), cv2.IMREAD_COLOR))
@@ -273,12 +278,36 @@ def _predict(args: argparse.Namespace) -> int:
     body = payload_body(device=config.device_id, pipeline=pipeline.name,
                         task=stages.postprocessor.task, model_name=stages.model.name,
                         model_sha256=stages.model.sha256, result=result)
+    if args.annotate is not None:
+        _write_annotated(args.annotate, image, result.predictions)
     if args.json:
         print(json.dumps(body, indent=2))
     else:
-        best = ", ".join(f"{p.label} {p.score:.3f}" for p in result.predictions) or "nothing"
-        print(f"{args.input.name}: {best} ({result.times.inference:.2f} ms inference)")
+        found = ", ".join(_describe(p) for p in result.predictions) or "nothing"
+        print(f"{args.input.name}: {found} ({result.times.inference:.2f} ms inference)")
     return int(ExitCode.OK)
+
+
+def _describe(prediction: Prediction) -> str:
+    """One prediction in a few words, for predict's text output."""
+    from edge_runtime.types import Detection, OutputValue
+
+    if isinstance(prediction, Detection):
+        box = ",".join(f"{v:.0f}" for v in prediction.box_px)
+        return f"{prediction.label} {prediction.score:.3f} at [{box}]"
+    if isinstance(prediction, OutputValue):
+        return f"{prediction.label} {prediction.value:.4g}" + (" (above)" if prediction.above
+                                                               else "")
+    return f"{prediction.label} {prediction.score:.3f}"
+
+
+def _write_annotated(path: Path, image: Image, predictions: Sequence[Prediction]) -> None:
+    import cv2
+
+    from edge_runtime.processing.annotate import annotate
+
+    if not cv2.imwrite(str(path), annotate(image, predictions)):
+        raise InputError(f"--annotate {path}: cannot write the annotated image there")
 
 
 def _health(args: argparse.Namespace) -> int:

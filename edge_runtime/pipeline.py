@@ -32,11 +32,11 @@ from edge_runtime.backoff import Backoff
 from edge_runtime.config.schema import Config, PipelineConfig, SourceConfig, StreamSourceBase
 from edge_runtime.errors import ModelError, SourceError
 from edge_runtime.handoff import FrameSlot, HandoffClosed
-from edge_runtime.processing.labels import Labels, load_labels
+from edge_runtime.processing.labels import Labels, load_labels, parse_labels
 from edge_runtime.processing.preprocess import Preprocessor, ResizePlan
 from edge_runtime.processing.tasks import Postprocessor, build_postprocessor
 from edge_runtime.processing.windowing import WindowPreprocessor
-from edge_runtime.runners.model_file import ModelFile, read_model
+from edge_runtime.runners.model_file import ModelFile, embedded_labels, read_model
 from edge_runtime.runners.placement import PipelineRunner, build_runner
 from edge_runtime.sources import FrameSource, WindowedSource, build_source
 from edge_runtime.timing import LatencyWindow
@@ -107,7 +107,8 @@ class ModelStages:
         where = f"pipeline '{config.name}'"
         model = read_model(config.model.path)
         runner = build_runner(config, model, threads)
-        labels = load_labels(config.model.labels)
+        labels = (load_labels(config.model.labels) if config.model.labels is not None
+                  else model_labels(model, where))
         if len(runner.inputs) != 1:
             raise ModelError(f"{where}: model {model.path.name} has {len(runner.inputs)} inputs; "
                              "pipelines need exactly one")
@@ -147,7 +148,18 @@ class ModelStages:
         t3 = time.perf_counter()
         times = StageTimes(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3,
                            postprocess=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
-        return Result(0, time.time(), None, predictions, times, extra)
+        return Result(0, time.time(), None, predictions, times, extra, image=image)
+
+
+def model_labels(model: ModelFile, where: str) -> Labels:
+    """The labels file embedded in the model's TFLite metadata (when no labels file is
+    configured); empty when it has none."""
+    found = embedded_labels(model.content)
+    if found is None:
+        return Labels()
+    name, text = found
+    log.info("%s: labels from %s embedded in %s", where, name, model.path.name)
+    return parse_labels(text)
 
 
 @dataclass
@@ -413,7 +425,7 @@ class Pipeline:
                     inference=job.inference, postprocess=(t1 - t0) * 1e3,
                     total=(t1 - frame.capture_mono) * 1e3)
                 result = Result(frame.number, frame.capture_ts, frame.filename, predictions,
-                                times, extra, frame.window)
+                                times, extra, frame.window, image=frame.image)
                 self.sink.submit(self.config, self.stages, result)
                 t2 = time.monotonic()
                 windows["postprocess"].add(times.postprocess)

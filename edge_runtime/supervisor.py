@@ -18,6 +18,7 @@ from edge_runtime.config.schema import Config, PipelineConfig
 from edge_runtime.errors import SourceError
 from edge_runtime.health.service import HealthService
 from edge_runtime.pipeline import ModelStages, Pipeline, load_all_stages
+from edge_runtime.publishing.events import ResultRouter, events_stream
 from edge_runtime.publishing.mqtt import OFFLINE_ACK_TIMEOUT_S, MessageHandler, MqttLink
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
@@ -39,15 +40,17 @@ STATS_LOG_INTERVAL_S = 300.0
 
 @dataclass
 class OutboxSink:
-    """Turns results into payloads and commits them to the outbox.
+    """Turns results into payloads and commits them to the outbox: predictions, and change
+    events as their own stream; annotated snapshots go to ``router``.
 
     ``config`` is swapped by a reload; each result reads it once, so a message never mixes
-    settings of two configs. With ``output.aggregate: N`` a pipeline's results are held
+    settings of two configs. With ``output.aggregate: N`` a pipeline's predictions are held
     until N are there, then committed as one message; ``flush`` commits what is held when
     the pipeline stops."""
 
     config: Config
     outbox: Outbox
+    router: ResultRouter = field(default_factory=ResultRouter)
     _held: dict[str, tuple[PipelineConfig, list[dict[str, Any]]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,6 +59,19 @@ class OutboxSink:
         body = payload_body(device=config.device_id, pipeline=pipeline.name,
                             task=stages.postprocessor.task, model_name=stages.model.name,
                             model_sha256=stages.model.sha256, result=result)
+        route = self.router.route(pipeline, result)
+        if route.predictions:
+            self._predictions(config, pipeline, body)
+        if route.event is not None:
+            event = {**body, "event": route.event}
+            self.outbox.enqueue(events_stream(pipeline.name), config.events_topic(pipeline),
+                                _qos(config, pipeline), lambda seq: encode_payload(event, seq))
+        if route.snapshot:
+            self.router.snapshot(config, pipeline, result)
+
+    def _predictions(self, config: Config, pipeline: PipelineConfig,
+                     body: dict[str, Any]) -> None:
+        """Commit one result's payload, or hold it for an aggregate."""
         if pipeline.output.aggregate > 1:
             with self._lock:
                 held = self._held.setdefault(pipeline.name, (pipeline, []))[1]
@@ -74,9 +90,12 @@ class OutboxSink:
             self._commit(self.config, pipeline, aggregate_body(bodies))
 
     def _commit(self, config: Config, pipeline: PipelineConfig, body: dict[str, Any]) -> None:
-        qos = pipeline.output.qos if pipeline.output.qos is not None else config.mqtt.qos
-        self.outbox.enqueue(pipeline.name, config.predictions_topic(pipeline), qos,
-                            lambda seq: encode_payload(body, seq))
+        self.outbox.enqueue(pipeline.name, config.predictions_topic(pipeline),
+                            _qos(config, pipeline), lambda seq: encode_payload(body, seq))
+
+
+def _qos(config: Config, pipeline: PipelineConfig) -> int:
+    return pipeline.output.qos if pipeline.output.qos is not None else config.mqtt.qos
 
 
 def open_outbox(config: Config) -> Outbox:
@@ -103,7 +122,7 @@ class Daemon:
         self.service = ServiceReporter.from_environment()
         stages = load_all_stages(config)
         self.outbox = open_outbox(config)
-        self.sink = OutboxSink(config, self.outbox)
+        self.sink = OutboxSink(config, self.outbox, ResultRouter(self._publish_snapshot))
         self.link = MqttLink(config, self.outbox)
         self._inbound: dict[str, tuple[int, MessageHandler]] = {}
         self.pipelines = [self.build_pipeline(p, s) for p, s in zip(config.pipelines, stages,
@@ -120,6 +139,9 @@ class Daemon:
         """Subscribe through the broker link, and through every link that replaces it."""
         self._inbound[topic] = (qos, handler)
         self.link.subscribe(topic, qos, handler)
+
+    def _publish_snapshot(self, topic: str, jpeg: bytes) -> None:
+        self.link.publish_retained(topic, jpeg)  # the current link (a reload may replace it)
 
     def request_stop(self, *_: Any) -> None:
         self._stop.set()

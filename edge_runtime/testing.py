@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge_runtime.config.schema import PipelineConfig
 from edge_runtime.pipeline import ModelStages
@@ -44,11 +44,12 @@ class ArraySource:
 
 @dataclass
 class CollectingSink:
-    """A ResultSink that keeps every result, in order."""
+    """A ResultSink that keeps every result, in order (without the frame's pixels, so a
+    long run does not hold every frame in memory)."""
 
     results: list[Result] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, pipeline: PipelineConfig, stages: ModelStages, result: Result) -> None:
         with self._lock:
-            self.results.append(result)
+            self.results.append(replace(result, image=None))

@@ -131,6 +131,49 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object: class, score and its box in the original frame.
+
+    ``box`` is normalised to the frame (xmin, ymin, xmax, ymax in 0..1), ``box_px`` the same
+    box in frame pixels; letterbox padding and crop are already undone.
+    """
+
+    index: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+    box_px: tuple[float, float, float, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "score": round(self.score, 6),
+                "box": [round(v, 6) for v in self.box],
+                "box_px": [round(v, 1) for v in self.box_px]}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputValue:
+    """One named, dequantized output value (regress / anomaly tasks).
+
+    ``above`` says whether it reached its threshold; None when no threshold is set.
+    """
+
+    index: int
+    label: str
+    value: float
+    above: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"index": self.index, "label": self.label,
+                                "value": round(self.value, 6)}
+        if self.above is not None:
+            data["above"] = self.above
+        return data
+
+
+Prediction = Classification | Detection | OutputValue
+
+
+@dataclass(frozen=True, slots=True)
 class StageTimes:
     """Milliseconds spent in each stage for one frame."""
 
@@ -159,7 +202,9 @@ class Result:
     frame_number: int
     capture_ts: float
     filename: str | None
-    predictions: tuple[Classification, ...]
+    predictions: tuple[Prediction, ...]
     times: StageTimes = field(default_factory=StageTimes)
     extra: dict[str, Any] = field(default_factory=dict)
     window: Window | None = None
+    # the frame the result was computed from, for annotated snapshots (never serialised)
+    image: Image | None = field(default=None, repr=False, compare=False)

@@ -463,7 +463,95 @@ class ClassifyTask(Strict):
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop classes scoring less.")
 
 
-TaskConfig = Annotated[ClassifyTask, Field(discriminator="type")]
+UnitInterval = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class DetectTask(Strict):
+    """Object detection: SSD (TFLite_Detection_PostProcess) or YOLO raw outputs."""
+
+    type: Literal["detect"]
+    layout: Literal["auto", "ssd", "yolo_v8", "yolo_v5"] = Field(
+        "auto", description="Output layout; auto detects it from the output shapes and fails "
+        "at start-up when they are ambiguous.")
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="Drop detections scoring less.")
+    max_detections: int = Field(20, ge=1, le=1000,
+                                description="Report at most this many, best first.")
+    classes: list[int | str] | None = Field(
+        None, min_length=1, description="Allow-list: class indices or labels; others are "
+        "dropped. None: every class.")
+    region: list[tuple[UnitInterval, UnitInterval]] | None = Field(
+        None, min_length=3, description="Region of interest: a polygon of [x, y] points in "
+        "normalised frame coordinates; a detection is kept when its box centre is inside.")
+    iou_threshold: float = Field(0.45, gt=0.0, le=1.0, description="YOLO: non-maximum "
+                                 "suppression overlap (SSD models suppress inside the model).")
+    class_agnostic_nms: bool = Field(False, description="YOLO: suppress overlapping boxes of "
+                                     "different classes too (default: per class).")
+    box_units: Literal["auto", "pixels", "normalised"] = Field(
+        "auto", description="YOLO: cx, cy, w, h in model-input pixels or normalised to 0..1; "
+        "auto tells them apart from the output's range.")
+    label_offset: int = Field(0, ge=-1000, le=1000, description="Class i is named by label "
+                              "i + label_offset (e.g. 1 for label maps starting with '???').")
+
+
+class ValuesTaskBase(Strict):
+    names: list[str] | None = Field(
+        None, min_length=1, description="Names of the output values in order; default the "
+        "labels, else the value's index.")
+    threshold: float | dict[str, float] | None = Field(
+        None, description="A value at or above it is 'above' (one number for every value, or "
+        "per name); crossing it is what change events report.")
+
+
+class RegressTask(ValuesTaskBase):
+    """Named, dequantized output values (e.g. a temperature, a count, a pose angle)."""
+
+    type: Literal["regress"]
+
+
+class AnomalyTask(ValuesTaskBase):
+    """Anomaly scores: named values plus ``anomalous`` when any reached its threshold."""
+
+    type: Literal["anomaly"]
+
+
+class RawTask(Strict):
+    """Every output tensor, dequantized, as nested lists (for anything else)."""
+
+    type: Literal["raw"]
+    decimals: int = Field(6, ge=0, le=9, description="Rounding of the published values.")
+
+
+TaskConfig = Annotated[ClassifyTask | DetectTask | RegressTask | AnomalyTask | RawTask,
+                       Field(discriminator="type")]
+
+
+class EventsConfig(Strict):
+    """Publish every result, or only changes of the pipeline's state (docs/detection.md)."""
+
+    mode: Literal["every", "change"] = Field(
+        "every", description="every: each result on the predictions topic; change: a result "
+        "on the events topic when the state changes (top class, objects present, values "
+        "above their threshold).")
+    debounce_frames: int = Field(1, ge=1, le=100_000, description="A new state counts once "
+                                 "this many consecutive results show it...")
+    debounce_s: float = Field(0.0, ge=0.0, le=86_400, description="...and it lasted this "
+                              "long (capture time of its first to its latest result).")
+    keep_predictions: bool = Field(False, description="change mode: also publish every "
+                                   "result on the predictions topic.")
+    topic: str | None = Field(None, description="Default {topic_prefix}/{device_id}/"
+                              "{pipeline}/events.")
+
+
+class SnapshotConfig(Strict):
+    """Annotated JPEG of the frame, published retained outside the outbox."""
+
+    min_interval_s: float = Field(10.0, ge=0.0, description="At most one snapshot this often.")
+    max_bytes: int = Field(256 * 1024, ge=4096, le=16 * 1024 * 1024, description="Re-encoded "
+                           "at lower quality, then smaller, until it fits.")
+    quality: int = Field(85, ge=10, le=100, description="JPEG quality to start from.")
+    max_width: int | None = Field(None, ge=32, le=8192, description="Scale wider frames down.")
+    topic: str | None = Field(None, description="Default {topic_prefix}/{device_id}/"
+                              "{pipeline}/snapshot.")
 
 
 class NormalizeConfig(Strict):
@@ -531,6 +619,23 @@ class PipelineConfig(Strict):
                                         "normalisation.")
     task: TaskConfig = Field(default_factory=lambda: ClassifyTask(type="classify"))
     output: OutputConfig = Field(default_factory=OutputConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    snapshot: SnapshotConfig | None = Field(
+        None, description="Publish an annotated JPEG on events (every result in mode every), "
+        "rate-limited; absent: no snapshots.")
+
+    @model_validator(mode="after")
+    def _events_fit_task(self) -> PipelineConfig:
+        if self.events.mode != "change":
+            return self
+        task = self.task
+        if isinstance(task, RawTask):
+            raise ValueError("events.mode change needs a task with a state to compare "
+                             "(classify, detect, regress, anomaly); raw has none")
+        if isinstance(task, ValuesTaskBase) and task.threshold is None:
+            raise ValueError(f"events.mode change on task {task.type} needs task.threshold "
+                             "(the events report values crossing it)")
+        return self
 
     @model_validator(mode="after")
     def _window_fits_source(self) -> PipelineConfig:
@@ -682,6 +787,14 @@ class Config(Strict):
     def predictions_topic(self, pipeline: PipelineConfig) -> str:
         return pipeline.output.topic or (
             f"{self.mqtt.topic_prefix}/{self.device_id}/{pipeline.name}/predictions")
+
+    def events_topic(self, pipeline: PipelineConfig) -> str:
+        return pipeline.events.topic or (
+            f"{self.mqtt.topic_prefix}/{self.device_id}/{pipeline.name}/events")
+
+    def snapshot_topic(self, pipeline: PipelineConfig) -> str:
+        topic = pipeline.snapshot.topic if pipeline.snapshot is not None else None
+        return topic or f"{self.mqtt.topic_prefix}/{self.device_id}/{pipeline.name}/snapshot"
 
     def status_topic(self) -> str:
         return f"{self.mqtt.topic_prefix}/{self.device_id}/status"

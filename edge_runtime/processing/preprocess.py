@@ -1,6 +1,6 @@
 """Frame -> input tensor: fit (stretch/letterbox/crop), colour order, normalise, quantize.
 
-``plan_resize`` and ``map_box_to_frame`` are pure geometry. ``Preprocessor`` owns the
+``plan_resize`` and ``map_boxes_to_frame`` are pure geometry. ``Preprocessor`` owns the
 buffers for one model input and fills a caller-provided array without allocating.
 """
 
@@ -65,9 +65,9 @@ def plan_resize(src_w: int, src_h: int, dst_w: int, dst_h: int, mode: ResizeMode
                       (dst_w, dst_h), (0, 0))
 
 
-def map_box_to_frame(box: tuple[float, float, float, float],
-                     plan: ResizePlan) -> tuple[float, float, float, float]:
-    """A box in normalised tensor coordinates (xmin, ymin, xmax, ymax) -> source pixels.
+def map_boxes_to_frame(boxes: npt.NDArray[Any], plan: ResizePlan) -> npt.NDArray[np.float64]:
+    """Boxes (N, 4) in normalised tensor coordinates (xmin, ymin, xmax, ymax) -> source
+    pixels (N, 4).
 
     Undoes padding (letterbox) and cropping; clipped to the frame.
     """
@@ -75,16 +75,19 @@ def map_box_to_frame(box: tuple[float, float, float, float],
     ox, oy = plan.offset
     sw, sh = plan.scaled
     x0, y0, x1, y1 = plan.crop
-    sx, sy = (x1 - x0) / sw, (y1 - y0) / sh
     src_w, src_h = plan.src_size
+    tensor_px = np.asarray(boxes, np.float64).reshape(-1, 4) * (dst_w, dst_h, dst_w, dst_h)
+    scale = ((x1 - x0) / sw, (y1 - y0) / sh) * 2
+    frame_px = (tensor_px - (ox, oy, ox, oy)) * scale + (x0, y0, x0, y0)
+    clipped: npt.NDArray[np.float64] = np.clip(frame_px, 0.0, (src_w, src_h, src_w, src_h))
+    return clipped
 
-    def to_src_x(v: float) -> float:
-        return min(max((v * dst_w - ox) * sx + x0, 0.0), float(src_w))
 
-    def to_src_y(v: float) -> float:
-        return min(max((v * dst_h - oy) * sy + y0, 0.0), float(src_h))
-
-    return to_src_x(box[0]), to_src_y(box[1]), to_src_x(box[2]), to_src_y(box[3])
+def map_box_to_frame(box: tuple[float, float, float, float],
+                     plan: ResizePlan) -> tuple[float, float, float, float]:
+    """One box in normalised tensor coordinates (xmin, ymin, xmax, ymax) -> source pixels."""
+    x0, y0, x1, y1 = (float(v) for v in map_boxes_to_frame(np.asarray([box]), plan)[0])
+    return x0, y0, x1, y1
 
 
 def input_geometry(spec: TensorSpec) -> tuple[int, int, int]:
