@@ -190,8 +190,10 @@ def decode_yolo(table: FloatArray, layout: Layout, units: BoxUnits,
 # --- NMS ----------------------------------------------------------------------------------
 
 
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
+def iou_matrix(a: npt.NDArray[np.floating[Any]],
+               b: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     """Intersection over union of every box in ``a`` (N, 4) with every box in ``b`` (M, 4)."""
+    a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
     iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
     ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -200,8 +202,9 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    iou: FloatArray = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    return iou.astype(np.float32)
+    iou: npt.NDArray[np.float64] = np.where(union > 0, inter / np.where(union > 0, union, 1),
+                                            0.0)
+    return iou
 
 
 def best_first(scores: FloatArray) -> IndexArray:
@@ -210,7 +213,8 @@ def best_first(scores: FloatArray) -> IndexArray:
     return order
 
 
-def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> IndexArray:
+def nms(boxes: npt.NDArray[np.floating[Any]], scores: FloatArray,
+        iou_threshold: float) -> IndexArray:
     """Greedy NMS: keep the best box, drop the rest overlapping it by IoU > threshold,
     repeat. Returns the kept indices, best first."""
     order = best_first(scores)[:MAX_NMS_CANDIDATES]
@@ -228,12 +232,12 @@ def batched_nms(candidates: Candidates, iou_threshold: float,
                 class_agnostic: bool = False) -> IndexArray:
     """NMS within each class (boxes of different classes never suppress each other), or
     across classes. Kept indices, best first."""
-    boxes = candidates.boxes
+    boxes = candidates.boxes.astype(np.float64)
     if not class_agnostic and len(candidates):
         # shift each class to its own region of the plane: boxes of different classes can
         # then never overlap, and one NMS pass does every class
         shift = float(np.max(np.abs(boxes))) + 1.0
-        boxes = boxes + (candidates.classes.astype(np.float32) * shift)[:, None]
+        boxes += (candidates.classes.astype(np.float64) * shift)[:, None]
     return nms(boxes, candidates.scores, iou_threshold)
 
 
