@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edge_runtime.processing.detect import (
     Candidates,
+    Layout,
     batched_nms,
     classes_come_first,
     decode_ssd,
@@ -175,10 +176,7 @@ def naive_yolo(rows: list[list[float]], v5: bool, min_score: float,
     """Decode candidate rows one by one: best class score (v5: times objectness)."""
     out = []
     for row in rows:
-        if v5:
-            scores = [row[4] * c for c in row[5:]]
-        else:
-            scores = list(row[4:])
+        scores = [row[4] * c for c in row[5:]] if v5 else list(row[4:])
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         if scores[best] < min_score:
             continue
@@ -201,7 +199,7 @@ def test_decode_yolo_matches_the_naive_loop(candidates: int, classes: int, v5: b
     if pixels:
         rows[:, :4] *= 320
     output = (rows.T if not v5 else rows)[None]  # v8 stores one column per candidate
-    layout = "yolo_v5" if v5 else "yolo_v8"
+    layout: Layout = "yolo_v5" if v5 else "yolo_v8"
     found = decode_yolo(yolo_table(output, layout), layout,
                         "pixels" if pixels else "normalised", (320, 320), 0.3)
     expected = naive_yolo(rows.astype(np.float64).tolist(), v5, 0.3,
@@ -217,4 +215,5 @@ def test_box_units_told_apart() -> None:
     assert units_from_range(1.0) == "normalised"
     normalised = np.array([[0.5, 0.5, 0.2, 0.3, 0.9], [0.9, 0.1, 0.1, 0.1, 0.2]], np.float32)
     assert yolo_units(normalised) == "normalised"
-    assert yolo_units(normalised * [320, 320, 320, 320, 1]) == "pixels"
+    pixels = normalised * np.array([320, 320, 320, 320, 1], np.float32)
+    assert yolo_units(pixels) == "pixels"

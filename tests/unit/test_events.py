@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ def top(label: str | None) -> tuple[Classification, ...]:
     return () if label is None else (Classification(0, label, 0.9), Classification(1, "z", 0.1))
 
 
-def run(detector: ChangeDetector, frames: list[tuple[float, tuple[Prediction, ...]]],
+def run(detector: ChangeDetector, frames: Sequence[tuple[float, Sequence[Prediction]]],
         ) -> list[tuple[int, dict[str, Any]]]:
     """(frame number, event) for every change the scripted frames produce."""
     events = []
