@@ -625,7 +625,12 @@ class PipelineConfig(Strict):
         "rate-limited; absent: no snapshots.")
 
     @model_validator(mode="after")
-    def _events_fit_task(self) -> PipelineConfig:
+    def _events_and_snapshot_fit(self) -> PipelineConfig:
+        if isinstance(self.source, SENSOR_SOURCES) and (
+                self.snapshot is not None or isinstance(self.task, DetectTask)):
+            what = "snapshot" if self.snapshot is not None else "task detect"
+            raise ValueError(f"{what} needs image frames; source '{self.source.type}' "
+                             "delivers sensor windows")
         if self.events.mode != "change":
             return self
         task = self.task

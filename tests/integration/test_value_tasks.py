@@ -11,7 +11,7 @@ from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import PipelineConfig
 from edge_runtime.errors import ModelError
 from edge_runtime.pipeline import ModelStages
-from edge_runtime.types import OutputValue
+from edge_runtime.types import Frame, OutputValue
 
 MODELS = models_dir()
 DIGITS = MODELS / "digits_int8.tflite"
@@ -32,7 +32,7 @@ def interpreter_output(stages: ModelStages, frame: np.ndarray) -> np.ndarray:
     interpreter = interpreter_module.Interpreter(model_path=str(DIGITS), num_threads=1)
     interpreter.allocate_tensors()
     buffer = stages.preprocessor.new_input_buffer()
-    stages.preprocessor.fill(frame, buffer)
+    stages.preprocessor.fill_frame(Frame(0, 0.0, 0.0, image=frame), buffer)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], buffer)
     interpreter.invoke()
     detail = interpreter.get_output_details()[0]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge_runtime.config.schema import PipelineConfig
 from edge_runtime.pipeline import ModelStages
-from edge_runtime.types import Detection, Image
+from edge_runtime.types import Detection, Frame, Image
 
 FIXTURES = Path(__file__).parent.parent / "models"
 LAYOUTS = ("yolo_v8", "yolo_v5")
@@ -123,7 +123,7 @@ def test_runtime_matches_a_naive_decoder_on_the_interpreter_output(
     stages = load(layout, min_score=min_score, iou_threshold=iou, class_agnostic_nms=agnostic)
     for frame in frames():
         buffer = stages.preprocessor.new_input_buffer()
-        stages.preprocessor.fill(frame, buffer)
+        stages.preprocessor.fill_frame(Frame(0, 0.0, 0.0, image=frame), buffer)
         (raw,) = stages.runner.invoke([buffer])
         expected = naive_detections(raw, layout, min_score, iou, agnostic)
         got = summary(stages.process(frame).predictions)
