@@ -10,7 +10,7 @@ from edge_runtime.bundled import models_dir
 from edge_runtime.config.schema import PipelineConfig
 from edge_runtime.pipeline import ModelStages
 from edge_runtime.runners.model_file import embedded_labels
-from tests.support.tflite_metadata import (
+from tests.support.tflite_edit import (
     DESCRIPTIONS,
     TENSOR_AXIS_LABELS,
     TENSOR_VALUE_LABELS,

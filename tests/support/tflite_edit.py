@@ -1,16 +1,17 @@
-"""Embed a labels file into a .tflite model the way the TFLite Support metadata writers do.
+"""Edit .tflite models for tests: embed a labels file, reorder the outputs.
 
-A ``ModelMetadata`` flatbuffer (tensorflow_lite_support/metadata/metadata_schema.fbs,
-file identifier M001) goes into a new model buffer referenced by a metadata entry named
-TFLITE_METADATA; the labels file itself is zipped onto the end of the model. Built with the
-flatbuffers library and the TFLite schema module of ai-edge-litert, independently of the
-runtime's reader.
+Labels go in the way the TFLite Support metadata writers put them: a ``ModelMetadata``
+flatbuffer (tensorflow_lite_support/metadata/metadata_schema.fbs, file identifier M001) in a
+new model buffer referenced by a metadata entry named TFLITE_METADATA; the labels file
+itself zipped onto the end of the model. Built with the flatbuffers library and the TFLite
+schema module of ai-edge-litert, independently of the runtime's reader.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Sequence
 from typing import Any, Literal
 
 # AssociatedFileType
@@ -106,3 +107,23 @@ def with_embedded_labels(model: bytes, labels: list[str], *, file_name: str = "l
     with zipfile.ZipFile(packed, "a") as archive:  # appended after the flatbuffer
         archive.writestr(file_name, "\n".join(labels) + "\n")
     return packed.getvalue()
+
+
+def reorder_outputs(model: bytes, order: Sequence[int]) -> bytes:
+    """``model`` listing its outputs in ``order`` (positions in the current list), renamed
+    ``StatefulPartitionedCall:N`` as TF2 exports name them (so names tell nothing)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    subgraph = tree.subgraphs[0]
+    outputs = [int(subgraph.outputs[i]) for i in order]
+    subgraph.outputs = outputs
+    for position, tensor in enumerate(outputs):
+        subgraph.tensors[tensor].name = f"StatefulPartitionedCall:{position}".encode()
+    for signature in tree.signatureDefs or []:
+        by_tensor = {entry.tensorIndex: entry for entry in signature.outputs}
+        signature.outputs = [by_tensor[tensor] for tensor in outputs]
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
