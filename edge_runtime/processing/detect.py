@@ -25,6 +25,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.processing.quantization import dequantize
+from edge_runtime.types import QuantParams
+
 Layout = Literal["ssd", "yolo_v8", "yolo_v5"]
 BoxUnits = Literal["pixels", "normalised"]
 FloatArray = npt.NDArray[np.float32]
@@ -143,6 +146,35 @@ def yolo_class_count(shape: tuple[int, ...], layout: Layout) -> int:
     if layout == "yolo_v8":
         return shape[1] - YOLO_V8_BOX_ROWS
     return shape[2] - YOLO_V5_BOX_COLUMNS
+
+
+def yolo_prefilter(output: npt.NDArray[Any], layout: Layout, quant: QuantParams,
+                   min_score: float) -> IndexArray:
+    """Candidates that reach ``min_score``, found on the raw output before dequantizing it
+    all (a COCO export has 8400 x 84 or 25200 x 85 values; few candidates pass).
+
+    Exact: the best class score of a candidate is the dequantized maximum of its raw class
+    scores (dequantization is increasing), times the objectness for v5 (with the smallest
+    class score when the objectness is negative).
+    """
+    if layout == "yolo_v8":
+        best = dequantize(output[0, YOLO_V8_BOX_ROWS:].max(axis=0), quant)
+        return np.flatnonzero(best >= min_score)
+    rows = output[0]
+    classes = rows[:, YOLO_V5_BOX_COLUMNS:]
+    objectness = dequantize(rows[:, 4], quant)
+    extreme = dequantize(classes.max(axis=1), quant)
+    negative = np.flatnonzero(objectness < 0)
+    if negative.size:
+        extreme[negative] = dequantize(classes[negative].min(axis=1), quant)
+    return np.flatnonzero(objectness * extreme >= min_score)
+
+
+def yolo_select(output: npt.NDArray[Any], layout: Layout, which: IndexArray) -> npt.NDArray[Any]:
+    """The output with only the candidates ``which`` (v8: columns, v5: rows)."""
+    selected: npt.NDArray[Any] = (output[:, :, which] if layout == "yolo_v8"
+                                  else output[:, which, :])
+    return selected
 
 
 def yolo_table(output: npt.NDArray[np.float32], layout: Layout) -> FloatArray:

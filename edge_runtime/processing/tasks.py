@@ -210,8 +210,10 @@ class DetectPostprocessor:
             boxes = dequantize(outputs[ssd.boxes], self.specs[ssd.boxes].quant)
             found = detect.decode_ssd(boxes, classes, scores, count)
             return self._allowed(found.take(found.scores >= config.min_score))
-        layout = self.layout
-        table = detect.yolo_table(dequantize(outputs[0], self.specs[0].quant), layout)
+        layout, quant = self.layout, self.specs[0].quant
+        passing = detect.yolo_prefilter(outputs[0], layout, quant, config.min_score)
+        table = detect.yolo_table(
+            dequantize(detect.yolo_select(outputs[0], layout, passing), quant), layout)
         units = self.units or detect.yolo_units(table)
         # the allow-list goes before NMS: a dropped class must not suppress a kept one
         found = self._allowed(detect.decode_yolo(table, layout, units, input_size,

@@ -20,9 +20,13 @@ from edge_runtime.processing.detect import (
     ssd_outputs,
     units_from_range,
     yolo_layout,
+    yolo_prefilter,
+    yolo_select,
     yolo_table,
     yolo_units,
 )
+from edge_runtime.processing.quantization import dequantize
+from edge_runtime.types import QuantParams
 
 Box = tuple[float, float, float, float]
 
@@ -208,6 +212,32 @@ def test_decode_yolo_matches_the_naive_loop(candidates: int, classes: int, v5: b
     assert found.scores.tolist() == pytest.approx([s for _, s, _ in expected])
     assert np.allclose(found.boxes.reshape(-1, 4), np.reshape([b for b, _, _ in expected],
                                                               (-1, 4)), atol=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 5), st.booleans(), st.integers(-128, 127),
+       st.sampled_from([1 / 255, 0.01, 0.25]), st.floats(0.0, 0.9),
+       st.integers(0, 2**32 - 1))
+def test_prefilter_on_raw_values_loses_no_candidate(candidates: int, classes: int, v5: bool,
+                                                    zero_point: int, scale: float,
+                                                    min_score: float, seed: int) -> None:
+    """Filtering the int8 output before dequantizing keeps exactly what the full decode
+    keeps, also with negative real values (zero points inside the range)."""
+    rng = np.random.default_rng(seed)
+    width = 4 + int(v5) + classes
+    rows = rng.integers(-128, 128, (candidates, width), dtype=np.int8)
+    layout: Layout = "yolo_v5" if v5 else "yolo_v8"
+    output = (rows.T if not v5 else rows)[None]
+    quant = QuantParams(scale, zero_point)
+    full = decode_yolo(yolo_table(dequantize(output, quant), layout), layout, "normalised",
+                       (64, 64), min_score)
+    passing = yolo_prefilter(output, layout, quant, min_score)
+    assert len(passing) == len(full)
+    filtered = decode_yolo(yolo_table(dequantize(yolo_select(output, layout, passing), quant),
+                                      layout), layout, "normalised", (64, 64), min_score)
+    assert np.array_equal(filtered.scores, full.scores)
+    assert np.array_equal(filtered.classes, full.classes)
+    assert np.array_equal(filtered.boxes, full.boxes)
 
 
 def test_box_units_told_apart() -> None:
