@@ -51,9 +51,6 @@ class PipelineRoute:
         self.detector = (ChangeDetector(events.debounce_frames, events.debounce_s)
                          if events.mode == "change" else None)
         self.last_snapshot_mono: float | None = None
-        self.snapshots = 0
-        self.snapshots_rate_limited = 0
-        self.snapshots_too_large = 0
 
     def route(self, result: Result, now_mono: float) -> Route:
         """Decide for the next result of this pipeline (``now_mono``: monotonic seconds)."""
@@ -71,7 +68,6 @@ class PipelineRoute:
         assert snapshot is not None
         last = self.last_snapshot_mono
         if last is not None and now_mono - last < snapshot.min_interval_s:
-            self.snapshots_rate_limited += 1
             return False
         self.last_snapshot_mono = now_mono
         return True
@@ -100,11 +96,8 @@ class ResultRouter:
             return
         jpeg = encode_jpeg(annotate(image, result.predictions), settings.max_bytes,
                            settings.quality, settings.max_width)
-        route = self._routes[pipeline.name]
         if jpeg is None:
-            route.snapshots_too_large += 1
             log.warning("pipeline %s: snapshot does not fit in %d bytes even at the smallest "
                         "size; not published", pipeline.name, settings.max_bytes)
             return
-        route.snapshots += 1
         self.publish_snapshot(config.snapshot_topic(pipeline), jpeg)
