@@ -241,11 +241,6 @@ def _field_bytes(content: bytes, table: tuple[int, int], field: int) -> bytes | 
 
 
 def _field_string(content: bytes, table: tuple[int, int], field: int) -> str | None:
-    where = _field_position(content, table, field)
-    if where is None:
-        return None
-    start = where + _u32(content, where)
-    length = _u32(content, start)
-    if start + 4 + length > len(content):
-        raise IndexError("string runs past the end of the file")
-    return content[start + 4:start + 4 + length].decode("utf-8")
+    """A string field (stored like a [ubyte] vector); None when absent or empty."""
+    data = _field_bytes(content, table, field)
+    return data.decode("utf-8") if data is not None else None
