@@ -85,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path, help="config file (default: the bundled demo)")
     doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
+    bench = sub.add_parser("bench", help="raw interpreter loop, full pipeline and serial loop "
+                           "side by side (docs/performance.md)")
+    bench.add_argument("model", nargs="?", type=Path, help="a .tflite model (or --config)")
+    bench.add_argument("--config", type=Path, help="benchmark a configured pipeline instead")
+    bench.add_argument("--pipeline", help="pipeline name with --config (default: the first)")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bench.add_argument("--threads", type=int, help="interpreter threads (default: the config, "
+                       "or auto)")
+    bench.add_argument("--backend", choices=["auto", "litert", "tflite-runtime"])
+    bench.add_argument("--seconds", type=float, default=6.0,
+                       help="measuring time of each loop, interleaved in rounds of about a "
+                       "second (default 6)")
+    bench.add_argument("--fps", type=float, help="pace the synthetic source (default unpaced)")
+    bench.add_argument("--frame", default="640x480", metavar="WxH",
+                       help="size of the synthetic JPEG frames (default 640x480)")
+    bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
 
 
@@ -125,6 +142,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _doctor(args)
     if command == "outbox-stats":
         return _outbox_stats(args)
+    if command == "bench":
+        return _bench(args)
     raise UsageError(f"unknown command {command}")
 
 
@@ -345,6 +364,30 @@ def _doctor(args: argparse.Namespace) -> int:
             print(format_result(result))
         print(f"doctor: {summary(results)}")
     return code
+def _bench(args: argparse.Namespace) -> int:
+    from edge_runtime.bench import BenchOptions, format_report, run_bench
+
+    if (args.model is None) == (args.config is None):
+        raise UsageError("bench needs a MODEL.tflite or --config FILE (one of them)")
+    if args.model is not None and (args.pipeline or args.set):
+        raise UsageError("--pipeline and --set go with --config")
+    if args.seconds <= 0 or (args.fps is not None and args.fps <= 0):
+        raise UsageError("--seconds and --fps must be positive")
+    if args.threads is not None and not 1 <= args.threads <= 64:
+        raise UsageError("--threads must be between 1 and 64")
+    if args.model is not None and not args.model.is_file():
+        raise InputError(f"model file {args.model} does not exist")
+    width, _, height = args.frame.partition("x")
+    if not (width.isdigit() and height.isdigit() and 0 < int(width) <= 8192
+            and 0 < int(height) <= 8192):
+        raise UsageError(f"--frame must look like 640x480, not '{args.frame}'")
+    config = _load(args.config, args.set) if args.config is not None else None
+    options = BenchOptions(model=args.model, config=config, pipeline=args.pipeline,
+                           threads=args.threads, backend=args.backend, seconds=args.seconds,
+                           fps=args.fps, frame_size=(int(width), int(height)))
+    report = run_bench(options)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return int(ExitCode.OK)
 
 
 if __name__ == "__main__":

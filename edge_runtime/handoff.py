@@ -53,6 +53,10 @@ class FrameSlot(Generic[T]):
                 raise HandoffClosed
             return None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

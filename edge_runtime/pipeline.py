@@ -319,8 +319,9 @@ class Pipeline:
                 if not self.source_online:  # back only once it delivers again
                     self._set_source(True, "delivering again")
                     log.info("pipeline %s: %s is back", self.name, self.source.description)
-                self.stats.captured += 1
                 self._frames.put(frame)
+                # counted once handed over, so captured = inferred + dropped + decode errors
+                self.stats.captured += 1
         except HandoffClosed:
             pass
         finally:
@@ -360,8 +361,12 @@ class Pipeline:
     def _prepare_loop(self) -> None:
         preprocessor = self.stages.preprocessor
         windows = self.stats.windows
+        buffer: npt.NDArray[Any] | None = None
         try:
             while True:
+                # a free input buffer first, then the newest frame: a live frame never
+                # ages while this thread waits for the interpreter to release a buffer
+                buffer = buffer if buffer is not None else self._free_buffer()
                 frame = self._frames.take(TAKE_TIMEOUT_S)
                 if frame is None:
                     continue
@@ -372,7 +377,6 @@ class Pipeline:
                     self.stats.decode_errors += 1
                     continue
                 t1 = time.monotonic()
-                buffer = self._buffers.get()
                 plan = preprocessor.fill_frame(frame, buffer)
                 t2 = time.monotonic()
                 job = _Job(frame, buffer, plan, (t0 - frame.capture_mono) * 1e3,
@@ -380,11 +384,21 @@ class Pipeline:
                 windows["capture_wait"].add(job.capture_wait)
                 windows["decode"].add(job.decode)
                 windows["preprocess"].add(job.preprocess)
+                buffer = None
                 self._ready.put(job)
         except HandoffClosed:
             pass
         finally:
             self._ready.close()
+
+    def _free_buffer(self) -> npt.NDArray[Any]:
+        """Wait for an input buffer the interpreter is done with."""
+        while True:
+            try:
+                return self._buffers.get(timeout=TAKE_TIMEOUT_S)
+            except queue.Empty:
+                if self._ready.closed:  # the inference stage failed: nobody returns buffers
+                    raise HandoffClosed from None
 
     def _infer_loop(self) -> None:
         runner = self.stages.runner

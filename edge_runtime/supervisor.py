@@ -23,6 +23,8 @@ from edge_runtime.publishing.mqtt import OFFLINE_ACK_TIMEOUT_S, MessageHandler, 
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.publishing.payload import aggregate_body, encode_payload, payload_body
 from edge_runtime.publishing.source_state import SourceStateTopic, state_of
+from edge_runtime.runners.fast_path import slow_int8_warning
+from edge_runtime.runners.interpreter import TFLiteRunner
 from edge_runtime.service.reload import reload_config
 from edge_runtime.service.reporter import ServiceReporter
 from edge_runtime.sources import build_source
@@ -157,15 +159,21 @@ class Daemon:
             self.outbox.close()
             raise
         for pipeline in self.pipelines:
-            info = pipeline.stages.runner.info
-            accelerator = pipeline.stages.runner.accelerator_status()
+            runner = pipeline.stages.runner
+            info, accelerator = runner.info, runner.accelerator_status()
+            fast_path = runner.fast_path() if isinstance(runner, TFLiteRunner) else None
+            xnnpack = (fast_path.describe() if fast_path is not None
+                       else f"XNNPACK {'on' if info.xnnpack else 'not seen'}")
             log.info("pipeline %s: %s -> model %s (sha256 %s…) on %s, %d thread(s), "
-                     "XNNPACK %s, accelerator %s%s", pipeline.name, pipeline.source.description,
+                     "%s, accelerator %s%s", pipeline.name, pipeline.source.description,
                      pipeline.stages.model.path.name, pipeline.stages.model.sha256[:12],
-                     info.backend, info.threads, "on" if info.xnnpack else "not seen",
-                     accelerator.active,
+                     info.backend, info.threads, xnnpack, accelerator.active,
                      f" (degraded: {accelerator.requested} unavailable)"
                      if accelerator.degraded else "")
+            warning = (slow_int8_warning(fast_path, info.backend, pipeline.stages.model.path.name)
+                       if fast_path is not None else None)
+            if warning:
+                log.warning("pipeline %s: %s", pipeline.name, warning)
         self.link.start()
         for pipeline in self.pipelines:
             pipeline.start()

@@ -21,6 +21,7 @@ from edge_runtime.runners.accelerators import (
     execution_split,
 )
 from edge_runtime.runners.backends import Backend, BackendChoice, load_backend
+from edge_runtime.runners.fast_path import FastPath, assess_fast_path, paired_invoke_ratio
 from edge_runtime.runners.model_file import CorruptModelError, ModelFile
 from edge_runtime.types import QuantParams, TensorSpec
 
@@ -158,6 +159,22 @@ class TFLiteRunner:
             name = str(op.get("op_name", "?"))
             counts[name] = counts.get(name, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def fast_path(self) -> FastPath | None:
+        """How much of the model XNNPACK runs; None with an accelerator delegate (its
+        kernels are not XNNPACK's). Reads the op table: not while another thread invokes."""
+        if self.delegate is not None:
+            return None
+        return assess_fast_path(self.execution_split(), self.inputs + self.outputs)
+
+    def xnnpack_speedup(self) -> float:
+        """Measured: median invoke on the builtin kernels alone / median invoke of this
+        interpreter, both on zero inputs with this runner's thread count. Takes a second or
+        so (a second interpreter is built and thrown away)."""
+        builtin = TFLiteRunner(self.model, backend=self.backend.name, threads=self.threads,
+                               default_delegates=False)
+        inputs = [(s.index, np.zeros(s.shape, s.dtype)) for s in self.inputs]
+        return paired_invoke_ratio(builtin._interpreter, self._interpreter, inputs)
 
 
 def _native_error(lines: Sequence[str]) -> str:

@@ -45,10 +45,12 @@ class SyntheticSource:
 
     def open(self) -> None:
         width, height = self._size
-        self._images = [test_pattern(width, height, i) for i in range(PATTERN_FRAMES)]
-        if self.encode:
+        patterns = (test_pattern(width, height, i) for i in range(PATTERN_FRAMES))
+        if self.encode:  # keep only the JPEG bytes (~57 kB a frame at 640x480, not 900 kB)
             params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-            self._encoded = [cv2.imencode(".jpg", im, params)[1].tobytes() for im in self._images]
+            self._encoded = [cv2.imencode(".jpg", im, params)[1].tobytes() for im in patterns]
+        else:
+            self._images = list(patterns)
         self._number = 0
 
     def read(self) -> Frame | None:

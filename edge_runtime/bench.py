@@ -1,0 +1,749 @@
+"""``edge-runtime bench``: how close the full pipeline gets to the interpreter's own limit.
+
+Three loops run on one model in one process, interleaved in rounds of about a second so
+that noise from other processes on a shared machine hits all of them alike:
+
+- raw: set the input, invoke, read the outputs - the interpreter's own limit;
+- pipeline: the daemon's four-thread ``Pipeline`` on an unpaced (or ``--fps``-paced)
+  synthetic JPEG source (640x480 unless ``--frame``), with real decoding, preprocessing,
+  postprocessing and publishing into a durable outbox in a temporary directory (and to
+  the broker when ``--config`` names a reachable one);
+- serial: the same work in one thread (read, decode, preprocess, invoke, postprocess,
+  publish), the loop users would otherwise write.
+
+A model file alone is benchmarked with default preprocessing; its task is ``classify`` when
+its one output is shaped [1, N], otherwise its outputs are just dequantized (``raw``).
+Models whose input is not an image get the raw loop only.
+
+The summarising functions come first and are pure; the measuring shell follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.config.schema import (
+    ClassifyTask,
+    Config,
+    OutputConfig,
+    PipelineConfig,
+    SyntheticSource,
+)
+from edge_runtime.errors import UsageError
+from edge_runtime.pipeline import STAGES, ModelStages, Pipeline, ResultSink, resolve_threads
+from edge_runtime.processing.labels import Labels
+from edge_runtime.processing.preprocess import Preprocessor, ResizePlan, input_geometry
+from edge_runtime.processing.quantization import dequantize
+from edge_runtime.processing.tasks import ClassifyPostprocessor, Extra
+from edge_runtime.publishing.mqtt import MqttLink
+from edge_runtime.publishing.outbox import Outbox
+from edge_runtime.runners.backends import BackendChoice
+from edge_runtime.runners.fast_path import FastPath, slow_int8_warning
+from edge_runtime.runners.interpreter import TFLiteRunner
+from edge_runtime.runners.model_file import ModelFile, read_model
+from edge_runtime.runners.placement import PipelineRunner
+from edge_runtime.sources import build_source
+from edge_runtime.supervisor import OutboxSink, open_outbox
+from edge_runtime.timing import percentile_summary
+from edge_runtime.types import Classification, Result, StageTimes, TensorSpec
+
+MIN_ROUNDS = 3  # raw, pipeline and serial alternate at least this many times
+ROUND_S = 1.0  # measuring time of one loop in one round (more rounds for longer runs)
+BUSY_RAW_CORES = 0.9  # a single-threaded raw loop getting less than this was competed with
+DEFAULT_SECONDS = 6.0  # measuring time per loop, split over the rounds
+FRAME_SIZE = (640, 480)  # width, height of the synthetic camera frames
+FIRST_RESULT_TIMEOUT_S = 30.0
+PIPELINE_STOP_TIMEOUT_S = 10.0
+LINK_DRAIN_S = 5.0  # for the broker to acknowledge the last bench messages
+POLL_S = 0.002  # waiting for a result
+WARMUP_RESULTS = 2  # results before the measured window: the pipeline filling up
+PROGRESS_INTERVAL_S = 0.5
+BROKER_PROBE_TIMEOUT_S = 1.0
+BENCH_SUFFIX = "-bench"  # device id and client id of the bench, so it never poses as the daemon
+MB = 1024 * 1024
+
+
+# --- pure summarising ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoopMeasure:
+    """Frames completed in a measured window, with the process CPU time it took."""
+
+    frames: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cores(self) -> float:
+        """Process CPU time / wall time: 1.0 is one core busy."""
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def combine(measures: Sequence[LoopMeasure]) -> LoopMeasure:
+    """The rounds of one loop as one measurement (frames and times add up)."""
+    return LoopMeasure(sum(m.frames for m in measures), sum(m.seconds for m in measures),
+                       sum(m.cpu_seconds for m in measures))
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def thread_group(name: str, pipeline: str) -> str:
+    """A thread name -> the column it is reported in (pipeline stages by stage name)."""
+    prefix = f"{pipeline}-"
+    if name.startswith(prefix):
+        return name[len(prefix):]
+    if name in ("mqtt-link", "MainThread"):
+        return "mqtt" if name == "mqtt-link" else "main"
+    return "other"  # interpreter worker threads, OpenCV's pool, SQLite...
+
+
+def thread_cores(used: Mapping[int, float], names: Mapping[int, str], pipeline: str,
+                 seconds: float) -> dict[str, float]:
+    """CPU seconds per thread id over ``seconds`` -> cores used per thread group."""
+    if seconds <= 0:
+        return {}
+    groups: dict[str, float] = {}
+    for tid, cpu in used.items():
+        group = thread_group(names.get(tid, ""), pipeline)
+        groups[group] = groups.get(group, 0.0) + cpu
+    return {g: round(s / seconds, 3) for g, s in sorted(groups.items())}
+
+
+def rounds_for(seconds: float) -> int:
+    """How many rounds a run of ``seconds`` per loop is split into."""
+    return max(MIN_ROUNDS, round(seconds / ROUND_S))
+
+
+def round_ratios(pipeline: Sequence[LoopMeasure], raw: Sequence[LoopMeasure]) -> list[float]:
+    """pipeline/raw of each round (neighbours in time): their spread shows the noise."""
+    return [p.fps / r.fps for p, r in zip(pipeline, raw, strict=False) if r.fps > 0]
+
+
+def busy_machine_note(raw: LoopMeasure, threads: int) -> str | None:
+    """A single-threaded raw loop that did not get a whole core was competed with."""
+    if threads != 1 or raw.cores >= BUSY_RAW_CORES:
+        return None
+    return (f"the raw loop got {raw.cores:.2f} of a core: other processes competed for the "
+            "CPU, so these figures are noisy (run again on a quieter machine)")
+
+
+def add_counts(total: dict[str, int], snapshot: Mapping[str, Any]) -> None:
+    for key in ("captured", "dropped_frames", "inferred", "results", "decode_errors"):
+        total[key] = total.get(key, 0) + int(snapshot[key])
+
+
+def summarise(*, subject: Mapping[str, Any], raw: LoopMeasure, pipeline: LoopMeasure | None,
+              serial: LoopMeasure | None, stage_samples: Mapping[str, npt.NDArray[np.float64]],
+              pipeline_threads: Mapping[str, float], frames: Mapping[str, int],
+              peak_rss_mb: float, first_prediction_s: float | None) -> dict[str, Any]:
+    """The report: one JSON-able object (the keys documented in docs/performance.md)."""
+    raw_fps = raw.fps
+    pipeline_fps = pipeline.fps if pipeline else None
+    serial_fps = serial.fps if serial else None
+
+    def rounded(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        **subject,
+        "raw_fps": round(raw_fps, 2),
+        "pipeline_fps": rounded(pipeline_fps, 2),
+        "serial_fps": rounded(serial_fps, 2),
+        "ratio": rounded(ratio(pipeline_fps, raw_fps), 4),
+        "pipeline_vs_serial": rounded(ratio(pipeline_fps, serial_fps)),
+        "raw_invoke_ms": rounded(1e3 / raw_fps if raw_fps else None, 4),
+        "latency_ms": {stage: percentile_summary(samples)
+                       for stage, samples in stage_samples.items()},
+        "cpu_cores": {"raw": round(raw.cores, 3),
+                      "pipeline": rounded(pipeline.cores if pipeline else None),
+                      "serial": rounded(serial.cores if serial else None),
+                      "pipeline_threads": dict(pipeline_threads)},
+        "frames": dict(frames),
+        "measured_s": {"raw": round(raw.seconds, 3),
+                       "pipeline": rounded(pipeline.seconds if pipeline else None),
+                       "serial": rounded(serial.seconds if serial else None)},
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "first_prediction_s": rounded(first_prediction_s),
+    }
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report as a short human-readable table."""
+    fast = report["fast_path"]
+    speedup = fast.get("xnnpack_speedup")
+    lines = [
+        f"model     {report['model']} (sha256 {report['model_sha256'][:12]}...)",
+        f"backend   {report['backend']}, {report['threads']} interpreter thread(s), "
+        f"{fast['description']}"
+        + (f"; {speedup:.1f}x the builtin kernels (measured)" if speedup else ""),
+        f"source    {report['source']}; publishing to {report['publish']}",
+        f"machine   {report['machine']['cpus']} CPUs ({report['machine']['cpu_model']}), "
+        f"Python {report['machine']['python']}",
+        "",
+        f"{'loop':<12}{'frames/s':>11}{'cpu cores':>11}",
+    ]
+    cores = report["cpu_cores"]
+    for name, key in (("raw", "raw_fps"), ("pipeline", "pipeline_fps"), ("serial", "serial_fps")):
+        fps = report[key]
+        shown = "n/a" if fps is None else f"{fps:.1f}"
+        used = "" if cores[name] is None else f"{cores[name]:.2f}"
+        lines.append(f"{name:<12}{shown:>11}{used:>11}")
+    if report["ratio"] is not None:
+        per_round = " ".join(f"{r:.3f}" for r in report.get("round_ratios", []))
+        lines.append(f"ratio pipeline/raw {report['ratio']:.3f} (rounds: {per_round}); "
+                     f"pipeline/serial {report['pipeline_vs_serial']:.2f}x")
+    if report["latency_ms"]:
+        lines += ["", f"{'latency ms':<14}{'p50':>9}{'p95':>9}{'p99':>9}"]
+        for stage, values in report["latency_ms"].items():
+            lines.append(f"  {stage:<12}" + "".join(f"{values[p]:>9.3f}"
+                                                    for p in ("p50", "p95", "p99")))
+    if cores["pipeline_threads"]:
+        shares = ", ".join(f"{g} {c:.2f}" for g, c in cores["pipeline_threads"].items())
+        lines.append(f"pipeline threads (cores): {shares}")
+    if report["frames"]:
+        f = report["frames"]
+        lines.append(f"pipeline frames: {f['captured']} captured, {f['inferred']} inferred, "
+                     f"{f['dropped_frames']} dropped, {f['decode_errors']} decode errors")
+    first = report["first_prediction_s"]
+    lines.append(("" if first is None else f"first prediction {first:.2f} s after start; ")
+                 + f"peak RSS {report['peak_rss_mb']:.1f} MB")
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines)
+
+
+# --- the measuring shell ---------------------------------------------------------------------
+
+
+class Progress:
+    """One progress line on stderr: rewritten in place on a terminal, a line per phase
+    otherwise (logs and pipes)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self._next = 0.0
+        self._width = 0
+
+    def phase(self, text: str) -> None:
+        self._write(text, newline=not self.tty)
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty and now >= self._next:
+            self._next = now + PROGRESS_INTERVAL_S
+            self._write(text, newline=False)
+
+    def done(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+    def _write(self, text: str, *, newline: bool) -> None:
+        line = f"bench: {text}"
+        if newline:
+            self.stream.write(line + "\n")
+        else:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = max(self._width, len(line))
+        self.stream.flush()
+
+
+class DequantizedOutputs:
+    """The bench's ``raw`` task: dequantize every output, predict nothing."""
+
+    task = "raw"
+
+    def __init__(self, outputs: Sequence[TensorSpec]) -> None:
+        self.specs = tuple(outputs)
+
+    def __call__(self, outputs: Sequence[npt.NDArray[Any]],
+                 plan: ResizePlan | None) -> tuple[tuple[Classification, ...], Extra]:
+        for value, spec in zip(outputs, self.specs, strict=True):
+            dequantize(value, spec.quant)
+        return (), {}
+
+
+@dataclass
+class Subject:
+    """What is benchmarked: the model, its interpreter and (image models) its stages."""
+
+    app: Config  # the bench's own config: temporary state dir, "-bench" device id
+    pipeline: PipelineConfig
+    model: ModelFile
+    runner: PipelineRunner
+    stages: ModelStages | None  # None: not an image model, raw loop only
+    broker: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def is_image_model(runner: PipelineRunner) -> bool:
+    if len(runner.inputs) != 1:
+        return False
+    try:
+        input_geometry(runner.inputs[0])
+    except ValueError:
+        return False
+    return True
+
+
+def is_classifier(outputs: Sequence[TensorSpec]) -> bool:
+    return len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[0] == 1
+
+
+def bench_source(fps: float | None, size: tuple[int, int] = FRAME_SIZE) -> SyntheticSource:
+    """JPEG frames like an MJPEG camera's, unpaced unless ``fps`` is given."""
+    return SyntheticSource(type="synthetic", width=size[0], height=size[1], encode=True, fps=fps)
+
+
+def bench_config(base: Config, pipeline: PipelineConfig, state_dir: Path,
+                 source: SyntheticSource) -> tuple[Config, PipelineConfig]:
+    """The bench's copy of a config: synthetic source, its own device id (so topics, client
+    id and status never collide with a running daemon), a temporary state dir."""
+    bench_pipeline = pipeline.model_copy(update={
+        "source": source,
+        "output": OutputConfig(qos=pipeline.output.qos)})
+    mqtt = base.mqtt.model_copy(update={
+        "client_id": base.mqtt.client_id + BENCH_SUFFIX if base.mqtt.client_id else None})
+    app = base.model_copy(update={"device_id": base.device_id + BENCH_SUFFIX,
+                                  "state_dir": state_dir, "mqtt": mqtt,
+                                  "pipelines": [bench_pipeline]})
+    return app, bench_pipeline
+
+
+def model_subject(model_path: Path, *, threads: int | None, backend: BackendChoice,
+                  source: SyntheticSource, state_dir: Path) -> Subject:
+    """A model file alone: default preprocessing; classify for [1, N], else raw."""
+    base = Config.model_validate({
+        "device_id": "model", "state_dir": str(state_dir),
+        "pipelines": [{"name": "bench", "source": source.model_dump(),
+                       "model": {"path": str(model_path), "backend": backend,
+                                 "threads": threads or "auto"}}]})
+    app, pipeline = bench_config(base, base.pipelines[0], state_dir, source)
+    model = read_model(model_path)
+    runner = TFLiteRunner(model, backend=backend,
+                          threads=resolve_threads(pipeline.model.threads, 1))
+    subject = Subject(app, pipeline, model, runner, None)
+    if not is_image_model(runner):
+        shapes = ", ".join(str(list(s.shape)) for s in runner.inputs)
+        subject.notes.append(f"input {shapes} is not an image: raw loop only (the pipeline "
+                             "and serial loops feed camera frames)")
+        return subject
+    if is_classifier(runner.outputs):
+        task = ClassifyTask(type="classify")
+        post: ClassifyPostprocessor | DequantizedOutputs = ClassifyPostprocessor(
+            task, runner.outputs, Labels(), f"model {model_path.name}")
+    else:
+        post = DequantizedOutputs(runner.outputs)
+        subject.notes.append("outputs are not [1, N]: task 'raw' (outputs dequantized, "
+                             "nothing decoded)")
+    subject.stages = ModelStages(pipeline, model, runner, Preprocessor(runner.inputs[0]), post,
+                                 Labels())
+    return subject
+
+
+def config_subject(config: Config, name: str | None, *, threads: int | None,
+                   backend: BackendChoice | None, source: SyntheticSource,
+                   state_dir: Path) -> Subject:
+    """One configured pipeline: its model, preprocessing, task, threads and broker."""
+    by_name = {p.name: p for p in config.pipelines}
+    if name is not None and name not in by_name:
+        raise UsageError(f"no pipeline named '{name}' in the config (have: {', '.join(by_name)})")
+    chosen = by_name[name] if name else config.pipelines[0]
+    model_update: dict[str, Any] = {}
+    if threads is not None:
+        model_update["threads"] = threads
+    if backend is not None:
+        model_update["backend"] = backend
+    chosen = chosen.model_copy(update={"model": chosen.model.model_copy(update=model_update)})
+    app, pipeline = bench_config(config, chosen, state_dir, source)
+    stages = ModelStages.load(pipeline, resolve_threads(pipeline.model.threads,
+                                                         len(config.pipelines)))
+    subject = Subject(app, pipeline, stages.model, stages.runner, stages)
+    subject.broker = broker_reachable(config.mqtt.host, config.mqtt.port)
+    if not subject.broker:
+        subject.notes.append(f"broker {config.mqtt.host}:{config.mqtt.port} not reachable: "
+                             "publishing to the outbox only")
+    if len(config.pipelines) > 1:
+        subject.notes.append(f"pipeline '{pipeline.name}' measured alone; its interpreter "
+                             f"threads follow the {len(config.pipelines)}-pipeline rule")
+    return subject
+
+
+def broker_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=BROKER_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def thread_cpu_seconds() -> dict[int, float]:
+    """CPU seconds per thread of this process (Linux /proc; empty elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc/self/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/self/task/{entry.name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                # after "pid (comm)": state is field 3, utime 14, stime 15 (proc(5))
+                result[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return result
+
+
+def thread_names() -> dict[int, str]:
+    return {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "opencv": cv2.__version__}
+
+
+def raw_inputs(subject: Subject) -> list[npt.NDArray[Any]]:
+    """Image models: a real preprocessed frame; others: zeros."""
+    if subject.stages is None:
+        return [np.zeros(s.shape, s.dtype) for s in subject.runner.inputs]
+    source = build_source(subject.pipeline.source)
+    source.open()
+    frame = source.read()
+    assert frame is not None
+    buffer = subject.stages.preprocessor.new_input_buffer()
+    subject.stages.preprocessor.fill_frame(frame, buffer)
+    return [buffer]
+
+
+def measure_raw(runner: PipelineRunner, inputs: Sequence[npt.NDArray[Any]], seconds: float,
+                progress: Progress, label: str) -> LoopMeasure:
+    """Set input, invoke, read outputs, as fast as the interpreter goes."""
+    invoke = runner.invoke
+    frames = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    deadline = t0 + seconds
+    now = t0
+    while now < deadline:
+        invoke(inputs)
+        frames += 1
+        now = time.perf_counter()
+        progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
+    return LoopMeasure(frames, now - t0, time.process_time() - cpu0)
+
+
+def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seconds: float,
+                   progress: Progress, label: str) -> LoopMeasure:
+    """Read, decode, preprocess, invoke, postprocess, publish: one frame at a time."""
+    source = build_source(subject.pipeline.source)
+    source.open()
+    preprocessor, runner, postprocess = stages.preprocessor, stages.runner, stages.postprocessor
+    buffer = preprocessor.new_input_buffer()
+    frames = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    deadline = t0 + seconds
+    now = t0
+    while now < deadline:
+        frame = source.read()
+        if frame is None:
+            break
+        t_read = time.perf_counter()
+        try:
+            frame.decode()
+        except ValueError:
+            continue
+        t_decoded = time.perf_counter()
+        plan = preprocessor.fill_frame(frame, buffer)
+        t_filled = time.perf_counter()
+        outputs = runner.invoke((buffer,))
+        t_inferred = time.perf_counter()
+        predictions, extra = postprocess(outputs, plan)
+        now = time.perf_counter()
+        times = StageTimes(decode=(t_decoded - t_read) * 1e3,
+                           preprocess=(t_filled - t_decoded) * 1e3,
+                           inference=(t_inferred - t_filled) * 1e3,
+                           postprocess=(now - t_inferred) * 1e3, total=(now - t_read) * 1e3)
+        sink.submit(subject.pipeline, stages,
+                    Result(frame.number, frame.capture_ts, None, predictions, times, extra))
+        frames += 1
+        now = time.perf_counter()
+        progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
+    source.close()
+    return LoopMeasure(frames, now - t0, time.process_time() - cpu0)
+
+
+@dataclass
+class PipelineRound:
+    measure: LoopMeasure
+    samples: dict[str, npt.NDArray[np.float64]]
+    threads: dict[int, float]  # CPU seconds per thread id over the measured window
+    names: dict[int, str]
+    snapshot: dict[str, Any]
+
+
+def wait_first_result(pipeline: Pipeline) -> float:
+    """Monotonic time of the pipeline's first result (raises if it never comes)."""
+    deadline = time.monotonic() + FIRST_RESULT_TIMEOUT_S
+    while pipeline.stats.first_result_mono is None:
+        if pipeline.state == "failed" or time.monotonic() > deadline:
+            pipeline.stop()
+            raise RuntimeError(f"the pipeline produced no result ({pipeline.error or 'timeout'})")
+        time.sleep(POLL_S)
+    return pipeline.stats.first_result_mono
+
+
+@dataclass
+class TimedSink:
+    """A ResultSink noting when each result was committed (perf_counter seconds)."""
+
+    sink: ResultSink
+    times: list[float] = field(default_factory=list)
+
+    def submit(self, pipeline: PipelineConfig, stages: ModelStages, result: Result) -> None:
+        self.sink.submit(pipeline, stages, result)
+        self.times.append(time.perf_counter())
+
+
+@contextlib.contextmanager
+def running_pipeline(subject: Subject, stages: ModelStages,
+                     sink: ResultSink) -> Iterator[Pipeline]:
+    pipeline = Pipeline(subject.pipeline, stages, sink)
+    pipeline.open_source()
+    pipeline.start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        pipeline.join(PIPELINE_STOP_TIMEOUT_S)
+    if pipeline.state == "failed":
+        raise RuntimeError(f"the pipeline failed: {pipeline.error}")
+
+
+def result_time(pipeline: Pipeline, sink: TimedSink, index: int) -> float:
+    """When result number ``index`` (0-based, counted by ``sink``) was committed."""
+    deadline = time.monotonic() + FIRST_RESULT_TIMEOUT_S
+    while len(sink.times) <= index:
+        if pipeline.done or time.monotonic() > deadline:
+            raise RuntimeError(f"the pipeline stopped producing results ({pipeline.state})")
+        time.sleep(POLL_S)
+    return sink.times[index]
+
+
+def measure_pipeline(subject: Subject, stages: ModelStages, sink: ResultSink, seconds: float,
+                     progress: Progress, label: str) -> PipelineRound:
+    """The daemon's pipeline for about ``seconds``, from one committed result to another, so
+    the rate has no rounding error even at a few frames per second."""
+    timed = TimedSink(sink)
+    with running_pipeline(subject, stages, timed) as pipeline:
+        first = WARMUP_RESULTS
+        start = result_time(pipeline, timed, first)
+        cpu0, threads0 = time.process_time(), thread_cpu_seconds()
+        deadline = start + seconds
+        while (now := time.perf_counter()) < deadline:
+            time.sleep(min(PROGRESS_INTERVAL_S, deadline - now))
+            progress.update(f"{label} {(len(timed.times) - first - 1) / (now - start):.1f} "
+                            "frames/s")
+        last = len(timed.times)
+        end = result_time(pipeline, timed, last)
+        cpu1, threads1 = time.process_time(), thread_cpu_seconds()
+        names = thread_names()
+    stats = pipeline.stats
+    samples = {stage: window.samples() for stage, window in stats.windows.items()}
+    used = {tid: cpu - threads0.get(tid, 0.0) for tid, cpu in threads1.items()}
+    return PipelineRound(LoopMeasure(last - first, end - start, cpu1 - cpu0), samples, used,
+                         names, pipeline.snapshot())
+
+
+def cold_start(subject_factory: Callable[[], Subject],
+               sink_factory: Callable[[Subject], OutboxSink]
+               ) -> tuple[Subject, OutboxSink, float | None]:
+    """Build the subject from nothing and run its pipeline to the first result: the time
+    from start (model file read) to the first prediction committed to the outbox."""
+    started = time.monotonic()
+    subject = subject_factory()
+    sink = sink_factory(subject)
+    if subject.stages is None:
+        return subject, sink, None
+    with running_pipeline(subject, subject.stages, sink) as pipeline:
+        first = wait_first_result(pipeline)
+    return subject, sink, first - started
+
+
+@dataclass
+class BenchOptions:
+    model: Path | None = None
+    config: Config | None = None
+    pipeline: str | None = None
+    threads: int | None = None
+    backend: BackendChoice | None = None
+    seconds: float = DEFAULT_SECONDS
+    fps: float | None = None
+    frame_size: tuple[int, int] = FRAME_SIZE
+
+
+def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """Measure raw, pipeline and serial loops; return the report (see ``summarise``)."""
+    progress = progress or Progress()
+    with tempfile.TemporaryDirectory(prefix="edge-runtime-bench-") as tmp:
+        state_dir = Path(tmp)
+        source = bench_source(options.fps, options.frame_size)
+
+        def make_subject() -> Subject:
+            if options.model is not None:
+                return model_subject(options.model, threads=options.threads,
+                                     backend=options.backend or "auto", source=source,
+                                     state_dir=state_dir)
+            assert options.config is not None
+            return config_subject(options.config, options.pipeline, threads=options.threads,
+                                  backend=options.backend, source=source,
+                                  state_dir=state_dir)
+
+        outboxes: list[Outbox] = []
+        links: list[MqttLink] = []
+
+        def make_sink(subject: Subject) -> OutboxSink:
+            outbox = open_outbox(subject.app)
+            outboxes.append(outbox)
+            if subject.broker:
+                link = MqttLink(subject.app, outbox)
+                link.start()
+                links.append(link)
+            return OutboxSink(subject.app, outbox)
+
+        progress.phase("loading the model and starting the pipeline")
+        try:
+            subject, sink, first_prediction = cold_start(make_subject, make_sink)
+            report = _measure_rounds(subject, sink, first_prediction, options, progress)
+        finally:
+            for link in links:
+                link.stop(LINK_DRAIN_S)
+            for outbox in outboxes:
+                outbox.close()
+            progress.done()
+    return report
+
+
+def _measure_rounds(subject: Subject, sink: OutboxSink, first_prediction: float | None,
+                    options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    rounds_total = rounds_for(options.seconds)
+    per_round = options.seconds / rounds_total
+    inputs = raw_inputs(subject)
+    raws: list[LoopMeasure] = []
+    serials: list[LoopMeasure] = []
+    rounds: list[PipelineRound] = []
+    stages = subject.stages
+    for r in range(1, rounds_total + 1):
+        label = f"round {r}/{rounds_total}:"
+        if stages is not None:
+            progress.phase(f"{label} pipeline")
+            rounds.append(measure_pipeline(subject, stages, sink, per_round, progress,
+                                           f"{label} pipeline"))
+        progress.phase(f"{label} raw interpreter loop")
+        raws.append(measure_raw(subject.runner, inputs, per_round, progress, f"{label} raw"))
+        if stages is not None:
+            progress.phase(f"{label} serial loop")
+            serials.append(measure_serial(subject, stages, sink, per_round, progress,
+                                          f"{label} serial"))
+    rss = peak_rss_mb()  # before the speed-up probe builds a second interpreter
+    runner = subject.runner
+    fast_path: FastPath | None = None
+    speedup: float | None = None
+    if isinstance(runner, TFLiteRunner):
+        fast_path = runner.fast_path()
+        if fast_path is not None and fast_path.xnnpack:
+            progress.phase("timing XNNPACK against the builtin kernels")
+            speedup = runner.xnnpack_speedup()
+    pipeline_measure = combine([r.measure for r in rounds]) if rounds else None
+    frames: dict[str, int] = {}
+    thread_cpu: dict[int, float] = {}
+    names: dict[int, str] = {}
+    for rnd in rounds:
+        add_counts(frames, rnd.snapshot)
+        names.update(rnd.names)
+        for tid, cpu in rnd.threads.items():
+            thread_cpu[tid] = thread_cpu.get(tid, 0.0) + cpu
+    samples = {stage: np.concatenate([r.samples[stage] for r in rounds]) for stage in STAGES
+               } if rounds else {}
+    report = summarise(
+        subject=describe_subject(subject, fast_path, speedup),
+        raw=combine(raws), pipeline=pipeline_measure,
+        serial=combine(serials) if serials else None, stage_samples=samples,
+        pipeline_threads=thread_cores(thread_cpu, names, subject.pipeline.name,
+                                      pipeline_measure.seconds if pipeline_measure else 0.0),
+        frames=frames, peak_rss_mb=rss, first_prediction_s=first_prediction)
+    report["round_ratios"] = [round(r, 4) for r in round_ratios(
+        [r.measure for r in rounds], raws)]
+    busy = busy_machine_note(combine(raws), subject.runner.threads)
+    if busy:
+        report["notes"].append(busy)
+    return report
+
+
+def describe_subject(subject: Subject, fast_path: FastPath | None,
+                     speedup: float | None) -> dict[str, Any]:
+    info = subject.runner.info
+    warning = (slow_int8_warning(fast_path, info.backend, subject.model.path.name)
+               if fast_path is not None else None)
+    notes = [*subject.notes, *([warning] if warning else [])]
+    if fast_path is None:
+        accelerator = subject.runner.accelerator_status()
+        notes.append(f"runs on accelerator {accelerator.active}: no XNNPACK check")
+    publish = "the outbox (temporary)"
+    if subject.broker:
+        mqtt = subject.app.mqtt
+        publish += (f" and MQTT {mqtt.host}:{mqtt.port} topic "
+                    f"{subject.app.predictions_topic(subject.pipeline)}")
+    source = subject.pipeline.source
+    assert isinstance(source, SyntheticSource)
+    pace = f"paced at {source.fps:g} fps" if source.fps else "unpaced"
+    fed = (f"synthetic {source.width}x{source.height} jpeg, {pace}" if subject.stages
+           else "none (raw loop only)")
+    return {
+        "model": str(subject.model.path), "model_sha256": subject.model.sha256,
+        "backend": info.backend, "threads": info.threads,
+        "task": subject.stages.postprocessor.task if subject.stages else None,
+        "source": fed,
+        "publish": publish,
+        "fast_path": {
+            "description": fast_path.describe() if fast_path else "accelerator",
+            "xnnpack": fast_path.xnnpack if fast_path else None,
+            "execution": (fast_path.split.as_dict() if fast_path and fast_path.split
+                          else None),
+            "xnnpack_speedup": round(speedup, 2) if speedup else None},
+        "machine": machine(),
+        "notes": notes,
+    }
