@@ -65,7 +65,7 @@ from edge_runtime.types import Classification, Result, StageTimes, TensorSpec
 
 MIN_ROUNDS = 3  # raw, pipeline and serial alternate at least this many times
 ROUND_S = 1.0  # measuring time of one loop in one round (more rounds for longer runs)
-BUSY_RAW_CORES = 0.9  # a single-threaded raw loop getting less than this was competed with
+BUSY_OTHER_CORES = 0.1  # other processes using this much CPU make the figures pessimistic
 DEFAULT_SECONDS = 6.0  # measuring time per loop, split over the rounds
 FRAME_SIZE = (640, 480)  # width, height of the synthetic camera frames
 FIRST_RESULT_TIMEOUT_S = 30.0
@@ -84,11 +84,13 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class LoopMeasure:
-    """Frames completed in a measured window, with the process CPU time it took."""
+    """Frames completed in a measured window, the CPU time this process took, and the CPU
+    time every other process on the machine took meanwhile (None when it cannot be told)."""
 
     frames: int
     seconds: float
     cpu_seconds: float
+    others_cpu_seconds: float | None = None
 
     @property
     def fps(self) -> float:
@@ -99,11 +101,20 @@ class LoopMeasure:
         """Process CPU time / wall time: 1.0 is one core busy."""
         return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def other_cores(self) -> float | None:
+        """Cores other processes kept busy on average: competition for this loop."""
+        if self.others_cpu_seconds is None or self.seconds <= 0:
+            return None
+        return self.others_cpu_seconds / self.seconds
+
 
 def combine(measures: Sequence[LoopMeasure]) -> LoopMeasure:
     """The rounds of one loop as one measurement (frames and times add up)."""
+    others = [m.others_cpu_seconds for m in measures]
     return LoopMeasure(sum(m.frames for m in measures), sum(m.seconds for m in measures),
-                       sum(m.cpu_seconds for m in measures))
+                       sum(m.cpu_seconds for m in measures),
+                       None if None in others else sum(o for o in others if o is not None))
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -144,12 +155,17 @@ def round_ratios(pipeline: Sequence[LoopMeasure], raw: Sequence[LoopMeasure]) ->
     return [p.fps / r.fps for p, r in zip(pipeline, raw, strict=False) if r.fps > 0]
 
 
-def busy_machine_note(raw: LoopMeasure, threads: int) -> str | None:
-    """A single-threaded raw loop that did not get a whole core was competed with."""
-    if threads != 1 or raw.cores >= BUSY_RAW_CORES:
+def busy_machine_note(measures: Mapping[str, LoopMeasure | None]) -> str | None:
+    """A note when other processes kept the machine busy while the loops ran."""
+    busy = {name: m.other_cores for name, m in measures.items()
+            if m is not None and m.other_cores is not None
+            and m.other_cores >= BUSY_OTHER_CORES}
+    if not busy:
         return None
-    return (f"the raw loop got {raw.cores:.2f} of a core: other processes competed for the "
-            "CPU, so these figures are noisy (run again on a quieter machine)")
+    shares = ", ".join(f"{c:.2f} during the {name} loop" for name, c in busy.items())
+    return (f"other processes kept {shares} (cores on average): the loops competed for the "
+            "CPU, the pipeline (which needs more than one core) the most; run again on a "
+            "quieter machine")
 
 
 def add_counts(total: dict[str, int], snapshot: Mapping[str, Any]) -> None:
@@ -157,18 +173,24 @@ def add_counts(total: dict[str, int], snapshot: Mapping[str, Any]) -> None:
         total[key] = total.get(key, 0) + int(snapshot[key])
 
 
-def summarise(*, subject: Mapping[str, Any], raw: LoopMeasure, pipeline: LoopMeasure | None,
-              serial: LoopMeasure | None, stage_samples: Mapping[str, npt.NDArray[np.float64]],
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarise(*, subject: Mapping[str, Any], raw_rounds: Sequence[LoopMeasure],
+              pipeline_rounds: Sequence[LoopMeasure], serial_rounds: Sequence[LoopMeasure],
+              stage_samples: Mapping[str, npt.NDArray[np.float64]],
               pipeline_threads: Mapping[str, float], frames: Mapping[str, int],
               peak_rss_mb: float, first_prediction_s: float | None) -> dict[str, Any]:
     """The report: one JSON-able object (the keys documented in docs/performance.md)."""
+    raw = combine(raw_rounds)
+    pipeline = combine(pipeline_rounds) if pipeline_rounds else None
+    serial = combine(serial_rounds) if serial_rounds else None
+    loops = {"raw": raw, "pipeline": pipeline, "serial": serial}
     raw_fps = raw.fps
     pipeline_fps = pipeline.fps if pipeline else None
     serial_fps = serial.fps if serial else None
-
-    def rounded(value: float | None, digits: int = 3) -> float | None:
-        return None if value is None else round(value, digits)
-
+    busy = busy_machine_note(loops)
     return {
         **subject,
         "raw_fps": round(raw_fps, 2),
@@ -179,16 +201,18 @@ def summarise(*, subject: Mapping[str, Any], raw: LoopMeasure, pipeline: LoopMea
         "raw_invoke_ms": rounded(1e3 / raw_fps if raw_fps else None, 4),
         "latency_ms": {stage: percentile_summary(samples)
                        for stage, samples in stage_samples.items()},
-        "cpu_cores": {"raw": round(raw.cores, 3),
-                      "pipeline": rounded(pipeline.cores if pipeline else None),
-                      "serial": rounded(serial.cores if serial else None),
+        "cpu_cores": {**{name: rounded(m.cores) if m else None for name, m in loops.items()},
                       "pipeline_threads": dict(pipeline_threads)},
+        "other_process_cores": {name: rounded(m.other_cores) if m else None
+                                for name, m in loops.items()},
+        "round_ratios": [round(r, 4) for r in round_ratios(pipeline_rounds, raw_rounds)],
+        "round_other_cores": [{"pipeline": rounded(p.other_cores), "raw": rounded(r.other_cores)}
+                              for p, r in zip(pipeline_rounds, raw_rounds, strict=False)],
         "frames": dict(frames),
-        "measured_s": {"raw": round(raw.seconds, 3),
-                       "pipeline": rounded(pipeline.seconds if pipeline else None),
-                       "serial": rounded(serial.seconds if serial else None)},
+        "measured_s": {name: rounded(m.seconds) if m else None for name, m in loops.items()},
         "peak_rss_mb": round(peak_rss_mb, 1),
         "first_prediction_s": rounded(first_prediction_s),
+        "notes": [*subject.get("notes", ()), *([busy] if busy else [])],
     }
 
 
@@ -205,14 +229,16 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"machine   {report['machine']['cpus']} CPUs ({report['machine']['cpu_model']}), "
         f"Python {report['machine']['python']}",
         "",
-        f"{'loop':<12}{'frames/s':>11}{'cpu cores':>11}",
+        f"{'loop':<12}{'frames/s':>11}{'cpu cores':>11}{'others':>9}  (others: cores other "
+        "processes used meanwhile)",
     ]
-    cores = report["cpu_cores"]
+    cores, others = report["cpu_cores"], report["other_process_cores"]
     for name, key in (("raw", "raw_fps"), ("pipeline", "pipeline_fps"), ("serial", "serial_fps")):
         fps = report[key]
         shown = "n/a" if fps is None else f"{fps:.1f}"
         used = "" if cores[name] is None else f"{cores[name]:.2f}"
-        lines.append(f"{name:<12}{shown:>11}{used:>11}")
+        competing = "" if others[name] is None else f"{others[name]:.2f}"
+        lines.append(f"{name:<12}{shown:>11}{used:>11}{competing:>9}")
     if report["ratio"] is not None:
         per_round = " ".join(f"{r:.3f}" for r in report.get("round_ratios", []))
         lines.append(f"ratio pipeline/raw {report['ratio']:.3f} (rounds: {per_round}); "
@@ -416,6 +442,33 @@ def thread_cpu_seconds() -> dict[int, float]:
     return result
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has used since boot (Linux /proc/stat:
+    user, nice, system, irq, softirq; idle, iowait and steal excluded), None elsewhere."""
+    try:
+        with open("/proc/stat") as handle:
+            ticks = [int(v) for v in handle.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = ticks
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """This process's CPU time, and everybody else's, over a measured window."""
+
+    def __init__(self) -> None:
+        self.own = time.process_time()
+        self.machine = machine_cpu_seconds()
+
+    def measure(self, frames: int, seconds: float) -> LoopMeasure:
+        own = time.process_time() - self.own
+        machine = machine_cpu_seconds()
+        others = (None if machine is None or self.machine is None
+                  else max(0.0, machine - self.machine - own))
+        return LoopMeasure(frames, seconds, own, others)
+
+
 def thread_names() -> dict[int, str]:
     return {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
 
@@ -455,7 +508,7 @@ def measure_raw(runner: PipelineRunner, inputs: Sequence[npt.NDArray[Any]], seco
     """Set input, invoke, read outputs, as fast as the interpreter goes."""
     invoke = runner.invoke
     frames = 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    meter, t0 = CpuMeter(), time.perf_counter()
     deadline = t0 + seconds
     now = t0
     while now < deadline:
@@ -463,7 +516,7 @@ def measure_raw(runner: PipelineRunner, inputs: Sequence[npt.NDArray[Any]], seco
         frames += 1
         now = time.perf_counter()
         progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
-    return LoopMeasure(frames, now - t0, time.process_time() - cpu0)
+    return meter.measure(frames, now - t0)
 
 
 def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seconds: float,
@@ -474,7 +527,7 @@ def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seco
     preprocessor, runner, postprocess = stages.preprocessor, stages.runner, stages.postprocessor
     buffer = preprocessor.new_input_buffer()
     frames = 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    meter, t0 = CpuMeter(), time.perf_counter()
     deadline = t0 + seconds
     now = t0
     while now < deadline:
@@ -503,7 +556,7 @@ def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seco
         now = time.perf_counter()
         progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
     source.close()
-    return LoopMeasure(frames, now - t0, time.process_time() - cpu0)
+    return meter.measure(frames, now - t0)
 
 
 @dataclass
@@ -571,7 +624,7 @@ def measure_pipeline(subject: Subject, stages: ModelStages, sink: ResultSink, se
     with running_pipeline(subject, stages, timed) as pipeline:
         first = WARMUP_RESULTS
         start = result_time(pipeline, timed, first)
-        cpu0, threads0 = time.process_time(), thread_cpu_seconds()
+        meter, threads0 = CpuMeter(), thread_cpu_seconds()
         deadline = start + seconds
         while (now := time.perf_counter()) < deadline:
             time.sleep(min(PROGRESS_INTERVAL_S, deadline - now))
@@ -579,13 +632,12 @@ def measure_pipeline(subject: Subject, stages: ModelStages, sink: ResultSink, se
                             "frames/s")
         last = len(timed.times)
         end = result_time(pipeline, timed, last)
-        cpu1, threads1 = time.process_time(), thread_cpu_seconds()
+        measure, threads1 = meter.measure(last - first, end - start), thread_cpu_seconds()
         names = thread_names()
     stats = pipeline.stats
     samples = {stage: window.samples() for stage, window in stats.windows.items()}
     used = {tid: cpu - threads0.get(tid, 0.0) for tid, cpu in threads1.items()}
-    return PipelineRound(LoopMeasure(last - first, end - start, cpu1 - cpu0), samples, used,
-                         names, pipeline.snapshot())
+    return PipelineRound(measure, samples, used, names, pipeline.snapshot())
 
 
 def cold_start(subject_factory: Callable[[], Subject],
@@ -687,7 +739,6 @@ def _measure_rounds(subject: Subject, sink: OutboxSink, first_prediction: float 
         if fast_path is not None and fast_path.xnnpack:
             progress.phase("timing XNNPACK against the builtin kernels")
             speedup = runner.xnnpack_speedup()
-    pipeline_measure = combine([r.measure for r in rounds]) if rounds else None
     frames: dict[str, int] = {}
     thread_cpu: dict[int, float] = {}
     names: dict[int, str] = {}
@@ -698,19 +749,14 @@ def _measure_rounds(subject: Subject, sink: OutboxSink, first_prediction: float 
             thread_cpu[tid] = thread_cpu.get(tid, 0.0) + cpu
     samples = {stage: np.concatenate([r.samples[stage] for r in rounds]) for stage in STAGES
                } if rounds else {}
-    report = summarise(
+    pipeline_rounds = [r.measure for r in rounds]
+    return summarise(
         subject=describe_subject(subject, fast_path, speedup),
-        raw=combine(raws), pipeline=pipeline_measure,
-        serial=combine(serials) if serials else None, stage_samples=samples,
+        raw_rounds=raws, pipeline_rounds=pipeline_rounds, serial_rounds=serials,
+        stage_samples=samples,
         pipeline_threads=thread_cores(thread_cpu, names, subject.pipeline.name,
-                                      pipeline_measure.seconds if pipeline_measure else 0.0),
+                                      sum(m.seconds for m in pipeline_rounds)),
         frames=frames, peak_rss_mb=rss, first_prediction_s=first_prediction)
-    report["round_ratios"] = [round(r, 4) for r in round_ratios(
-        [r.measure for r in rounds], raws)]
-    busy = busy_machine_note(combine(raws), subject.runner.threads)
-    if busy:
-        report["notes"].append(busy)
-    return report
 
 
 def describe_subject(subject: Subject, fast_path: FastPath | None,

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from edge_runtime.bench import BenchOptions, Progress, run_bench
+from edge_runtime.bench import BenchOptions, CpuMeter, Progress, run_bench
 from edge_runtime.bundled import models_dir
 from tests.conftest import SubscriberFactory
 from tests.support.broker import MosquittoBroker
@@ -110,3 +114,21 @@ pipelines:
     assert topic in topics
     assert not any(t.startswith("edge/cam1/") for t in topics)  # never poses as the daemon
     assert not (tmp_path / "daemon-state").exists()  # the daemon's outbox is left alone
+
+
+def test_cpu_meter_counts_another_process_as_competition() -> None:
+    """CPU a child process burns in the window is 'others', not this process's own."""
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter = CpuMeter()
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c",
+                    "import time\nend = time.process_time() + 0.5\n"
+                    "while time.process_time() < end: pass"], check=True)
+    measure = meter.measure(1, time.perf_counter() - started)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (children.ru_utime + children.ru_stime
+                 - children_before.ru_utime - children_before.ru_stime)
+    assert child_cpu >= 0.5
+    assert measure.others_cpu_seconds is not None
+    assert measure.others_cpu_seconds >= child_cpu - 0.05  # /proc/stat ticks are 10 ms
+    assert measure.cpu_seconds < 0.25  # waiting for the child costs this process little

@@ -43,34 +43,53 @@ def test_round_ratios_pair_neighbouring_loops() -> None:
     assert round_ratios(pipeline, raw) == pytest.approx([0.95, 0.75])
 
 
-def test_a_raw_loop_short_of_a_core_is_flagged_as_noisy() -> None:
-    assert busy_machine_note(LoopMeasure(100, 2.0, 1.96), threads=1) is None
-    note = busy_machine_note(LoopMeasure(100, 2.0, 1.2), threads=1)
-    assert note is not None and "0.60 of a core" in note
-    assert busy_machine_note(LoopMeasure(100, 2.0, 1.2), threads=2) is None
+def test_rounds_combine_the_cpu_other_processes_took() -> None:
+    rounds = [LoopMeasure(10, 1.0, 1.0, 0.25), LoopMeasure(10, 1.0, 1.0, 0.75)]
+    assert combine(rounds).other_cores == pytest.approx(0.5)
+    unknown = combine([LoopMeasure(10, 1.0, 1.0, 0.25), LoopMeasure(10, 1.0, 1.0)])
+    assert unknown.other_cores is None
+
+
+def test_competition_from_other_processes_is_noted() -> None:
+    quiet = {"raw": LoopMeasure(100, 2.0, 2.0, 0.02), "pipeline": None}
+    assert busy_machine_note(quiet) is None
+    busy = {"raw": LoopMeasure(100, 2.0, 2.0, 0.1), "pipeline": LoopMeasure(90, 2.0, 2.8, 0.8)}
+    note = busy_machine_note(busy)
+    assert note is not None
+    assert "0.40 during the pipeline loop" in note and "raw loop" not in note
+    assert busy_machine_note({"raw": LoopMeasure(100, 2.0, 2.0)}) is None  # cannot be told
 
 
 def test_summary_ratio_latency_and_missing_loops() -> None:
     samples = {"inference": np.array([1.0, 2.0, 3.0, 4.0, 100.0])}
     report = summarise(
-        subject={"backend": "litert 2.3.0"}, raw=LoopMeasure(1000, 10.0, 10.0),
-        pipeline=LoopMeasure(960, 10.0, 14.0), serial=LoopMeasure(700, 10.0, 10.0),
-        stage_samples=samples, pipeline_threads={"infer": 0.98}, frames={"results": 960},
-        peak_rss_mb=88.04, first_prediction_s=0.41234)
+        subject={"backend": "litert 2.3.0", "notes": ["from the subject"]},
+        raw_rounds=[LoopMeasure(600, 6.0, 6.0, 0.0), LoopMeasure(400, 4.0, 4.0, 0.0)],
+        pipeline_rounds=[LoopMeasure(576, 6.0, 8.4, 0.0), LoopMeasure(384, 4.0, 5.6, 2.0)],
+        serial_rounds=[LoopMeasure(700, 10.0, 10.0)], stage_samples=samples,
+        pipeline_threads={"infer": 0.98}, frames={"results": 960}, peak_rss_mb=88.04,
+        first_prediction_s=0.41234)
     assert report["backend"] == "litert 2.3.0"
     assert (report["raw_fps"], report["pipeline_fps"], report["serial_fps"]) == (100, 96, 70)
     assert report["ratio"] == 0.96
+    assert report["round_ratios"] == [0.96, 0.96]
+    assert report["round_other_cores"][1] == {"pipeline": 0.5, "raw": 0.0}
+    assert report["other_process_cores"] == {"raw": 0.0, "pipeline": 0.2, "serial": None}
     assert report["pipeline_vs_serial"] == pytest.approx(96 / 70, abs=1e-3)
     assert report["raw_invoke_ms"] == 10.0
     assert report["latency_ms"]["inference"]["p50"] == 3.0  # median of five
     assert report["cpu_cores"]["pipeline"] == 1.4
     assert report["peak_rss_mb"] == 88.0 and report["first_prediction_s"] == 0.412
+    assert report["notes"][0] == "from the subject"
+    assert "0.20 during the pipeline loop" in report["notes"][1]
 
-    raw_only = summarise(subject={}, raw=LoopMeasure(10, 1.0, 1.0), pipeline=None,
-                         serial=None, stage_samples={}, pipeline_threads={}, frames={},
-                         peak_rss_mb=50.0, first_prediction_s=None)
+    raw_only = summarise(subject={}, raw_rounds=[LoopMeasure(10, 1.0, 1.0)],
+                         pipeline_rounds=[], serial_rounds=[], stage_samples={},
+                         pipeline_threads={}, frames={}, peak_rss_mb=50.0,
+                         first_prediction_s=None)
     assert raw_only["ratio"] is None and raw_only["pipeline_fps"] is None
-    assert raw_only["latency_ms"] == {}
+    assert raw_only["latency_ms"] == {} and raw_only["round_ratios"] == []
+    assert raw_only["notes"] == []
 
 
 def test_thread_cpu_is_grouped_by_pipeline_stage() -> None:
