@@ -28,6 +28,9 @@ PROBE_WARMUP_INVOKES = 2
 PROBE_MIN_INVOKES = 5
 PROBE_MIN_S = 0.6  # both interpreters: enough invokes for a stable median on a noisy machine
 PERF_DOC = "docs/performance.md"
+# raw-loop inferences/s, ai-edge-litert 2.3 / tflite-runtime 2.14, 1 thread, 2-core x86 (PERF_DOC):
+# about 5x on the small demo models, 21x on MobileNetV2 int8
+LITERT_INT8_SPEEDUP = (5, 21)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,10 @@ def slow_int8_warning(fast_path: FastPath, backend: str, model: str) -> str | No
     """The start-up warning for an int8 model stuck on the builtin kernels, else None."""
     if not fast_path.slow_int8:
         return None
+    low, high = LITERT_INT8_SPEEDUP
     return (f"{backend} has no fast int8 path for model {model}: {fast_path.describe()}; "
-            f"ai-edge-litert runs int8 models through XNNPACK several times faster (measured "
-            f"factors in {PERF_DOC}; 'edge-runtime bench MODEL' measures this machine)")
+            f"ai-edge-litert ran int8 models {low}-{high}x faster through XNNPACK on the "
+            f"benchmark machine ({PERF_DOC}); 'edge-runtime bench MODEL' measures this one")
 
 
 def paired_invoke_ratio(slow: Any, fast: Any, inputs: Sequence[tuple[int, np.ndarray]]
