@@ -39,18 +39,25 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.config.schema import (
-    ClassifyTask,
     Config,
     OutputConfig,
     PipelineConfig,
+    SyntheticSensorSource,
     SyntheticSource,
 )
 from edge_runtime.errors import UsageError
-from edge_runtime.pipeline import STAGES, ModelStages, Pipeline, ResultSink, resolve_threads
+from edge_runtime.pipeline import (
+    STAGES,
+    InputPreprocessor,
+    ModelStages,
+    Pipeline,
+    ResultSink,
+    resolve_threads,
+)
 from edge_runtime.processing.labels import Labels
-from edge_runtime.processing.preprocess import Preprocessor, ResizePlan, input_geometry
-from edge_runtime.processing.quantization import dequantize
-from edge_runtime.processing.tasks import ClassifyPostprocessor, Extra
+from edge_runtime.processing.preprocess import Preprocessor, input_geometry
+from edge_runtime.processing.tasks import build_postprocessor
+from edge_runtime.processing.windowing import WindowPreprocessor
 from edge_runtime.publishing.mqtt import MqttLink
 from edge_runtime.publishing.outbox import Outbox
 from edge_runtime.runners.backends import BackendChoice
@@ -61,13 +68,15 @@ from edge_runtime.runners.placement import PipelineRunner
 from edge_runtime.sources import build_source
 from edge_runtime.supervisor import OutboxSink, open_outbox
 from edge_runtime.timing import percentile_summary
-from edge_runtime.types import Classification, Result, StageTimes, TensorSpec
+from edge_runtime.types import Result, StageTimes, TensorSpec
 
 MIN_ROUNDS = 3  # raw, pipeline and serial alternate at least this many times
 ROUND_S = 1.0  # measuring time of one loop in one round (more rounds for longer runs)
 BUSY_OTHER_CORES = 0.1  # other processes using this much CPU make the figures pessimistic
 DEFAULT_SECONDS = 6.0  # measuring time per loop, split over the rounds
 FRAME_SIZE = (640, 480)  # width, height of the synthetic camera frames
+SENSOR_CHANNELS = 3  # axes of the synthetic vibration sensor
+SENSOR_RATE_HZ = 1000.0  # its sample rate when the config does not say
 FIRST_RESULT_TIMEOUT_S = 30.0
 PIPELINE_STOP_TIMEOUT_S = 10.0
 LINK_DRAIN_S = 5.0  # for the broker to acknowledge the last bench messages
@@ -299,60 +308,63 @@ class Progress:
         self.stream.flush()
 
 
-class DequantizedOutputs:
-    """The bench's ``raw`` task: dequantize every output, predict nothing."""
-
-    task = "raw"
-
-    def __init__(self, outputs: Sequence[TensorSpec]) -> None:
-        self.specs = tuple(outputs)
-
-    def __call__(self, outputs: Sequence[npt.NDArray[Any]],
-                 plan: ResizePlan | None) -> tuple[tuple[Classification, ...], Extra]:
-        for value, spec in zip(outputs, self.specs, strict=True):
-            dequantize(value, spec.quant)
-        return (), {}
-
-
 @dataclass
 class Subject:
-    """What is benchmarked: the model, its interpreter and (image models) its stages."""
+    """What is benchmarked: the model, its interpreter and (image and sensor models) its
+    stages."""
 
     app: Config  # the bench's own config: temporary state dir, "-bench" device id
     pipeline: PipelineConfig
     model: ModelFile
     runner: PipelineRunner
-    stages: ModelStages | None  # None: not an image model, raw loop only
+    stages: ModelStages | None  # None: an input bench cannot feed, raw loop only
     broker: bool = False
     notes: list[str] = field(default_factory=list)
 
 
-def is_image_model(runner: PipelineRunner) -> bool:
-    if len(runner.inputs) != 1:
-        return False
+@dataclass(frozen=True)
+class Feed:
+    """What the pipeline and serial loops are fed: camera-like JPEG frames for image models
+    (``fps`` None: unpaced), the synthetic vibration sensor, unpaced, for sensor models."""
+
+    fps: float | None = None
+    frame_size: tuple[int, int] = FRAME_SIZE
+
+    def frames(self) -> SyntheticSource:
+        width, height = self.frame_size
+        return SyntheticSource(type="synthetic", width=width, height=height, encode=True,
+                               fps=self.fps)
+
+    def sensor(self, rate_hz: float | None) -> SyntheticSensorSource:
+        return SyntheticSensorSource(type="synthetic_sensor", rate_hz=rate_hz or SENSOR_RATE_HZ,
+                                     realtime=False)
+
+
+def is_image_input(spec: TensorSpec) -> bool:
     try:
-        input_geometry(runner.inputs[0])
+        input_geometry(spec)
     except ValueError:
         return False
     return True
+
+
+def sensor_window_samples(spec: TensorSpec) -> int | None:
+    """Samples per window of an input shaped [1, samples, 3] (the synthetic sensor's axes)."""
+    shape = spec.shape
+    if len(shape) == 3 and shape[0] == 1 and shape[2] == SENSOR_CHANNELS and shape[1] >= 2:
+        return shape[1]
+    return None
 
 
 def is_classifier(outputs: Sequence[TensorSpec]) -> bool:
     return len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[0] == 1
 
 
-def bench_source(fps: float | None, size: tuple[int, int] = FRAME_SIZE) -> SyntheticSource:
-    """JPEG frames like an MJPEG camera's, unpaced unless ``fps`` is given."""
-    return SyntheticSource(type="synthetic", width=size[0], height=size[1], encode=True, fps=fps)
-
-
-def bench_config(base: Config, pipeline: PipelineConfig, state_dir: Path,
-                 source: SyntheticSource) -> tuple[Config, PipelineConfig]:
-    """The bench's copy of a config: synthetic source, its own device id (so topics, client
-    id and status never collide with a running daemon), a temporary state dir."""
-    bench_pipeline = pipeline.model_copy(update={
-        "source": source,
-        "output": OutputConfig(qos=pipeline.output.qos)})
+def bench_config(base: Config, pipeline: PipelineConfig,
+                 state_dir: Path) -> tuple[Config, PipelineConfig]:
+    """The bench's copy of a config: its own device id (so topics, client id and status never
+    collide with a running daemon), a temporary state dir, the default output topic."""
+    bench_pipeline = pipeline.model_copy(update={"output": OutputConfig(qos=pipeline.output.qos)})
     mqtt = base.mqtt.model_copy(update={
         "client_id": base.mqtt.client_id + BENCH_SUFFIX if base.mqtt.client_id else None})
     app = base.model_copy(update={"device_id": base.device_id + BENCH_SUFFIX,
@@ -362,40 +374,58 @@ def bench_config(base: Config, pipeline: PipelineConfig, state_dir: Path,
 
 
 def model_subject(model_path: Path, *, threads: int | None, backend: BackendChoice,
-                  source: SyntheticSource, state_dir: Path) -> Subject:
-    """A model file alone: default preprocessing; classify for [1, N], else raw."""
-    base = Config.model_validate({
-        "device_id": "model", "state_dir": str(state_dir),
-        "pipelines": [{"name": "bench", "source": source.model_dump(),
-                       "model": {"path": str(model_path), "backend": backend,
-                                 "threads": threads or "auto"}}]})
-    app, pipeline = bench_config(base, base.pipelines[0], state_dir, source)
+                  feed: Feed, state_dir: Path) -> Subject:
+    """A model file alone, with default preprocessing: an image input is fed JPEG frames, a
+    [1, samples, 3] input windows of the synthetic vibration sensor (50 % overlap); the task
+    is classify for one [1, N] output, else raw."""
     model = read_model(model_path)
-    runner = TFLiteRunner(model, backend=backend,
-                          threads=resolve_threads(pipeline.model.threads, 1))
-    subject = Subject(app, pipeline, model, runner, None)
-    if not is_image_model(runner):
-        shapes = ", ".join(str(list(s.shape)) for s in runner.inputs)
-        subject.notes.append(f"input {shapes} is not an image: raw loop only (the pipeline "
-                             "and serial loops feed camera frames)")
-        return subject
-    if is_classifier(runner.outputs):
-        task = ClassifyTask(type="classify")
-        post: ClassifyPostprocessor | DequantizedOutputs = ClassifyPostprocessor(
-            task, runner.outputs, Labels(), f"model {model_path.name}")
+    runner = TFLiteRunner(model, backend=backend, threads=resolve_threads(threads or "auto", 1))
+    spec = runner.inputs[0] if len(runner.inputs) == 1 else None
+    samples = sensor_window_samples(spec) if spec is not None else None
+    pipeline: dict[str, Any] = {
+        "name": "bench", "source": feed.frames().model_dump(),
+        "model": {"path": str(model_path), "backend": backend, "threads": runner.threads},
+        "task": {"type": "classify" if is_classifier(runner.outputs) else "raw"}}
+    preprocessor: InputPreprocessor | None = None
+    notes: list[str] = []
+    if spec is not None and is_image_input(spec):
+        preprocessor = Preprocessor(spec)
+    elif spec is not None and samples is not None:
+        pipeline["source"] = feed.sensor(SENSOR_RATE_HZ).model_dump()
+        pipeline["window"] = {"samples": samples, "hop": max(1, samples // 2),
+                              "rate_hz": SENSOR_RATE_HZ}
+        preprocessor = WindowPreprocessor(spec, samples=samples, channels=SENSOR_CHANNELS)
     else:
-        post = DequantizedOutputs(runner.outputs)
-        subject.notes.append("outputs are not [1, N]: task 'raw' (outputs dequantized, "
-                             "nothing decoded)")
-    subject.stages = ModelStages(pipeline, model, runner, Preprocessor(runner.inputs[0]), post,
-                                 Labels())
-    return subject
+        shapes = ", ".join(str(list(s.shape)) for s in runner.inputs)
+        notes.append(f"input {shapes} is neither an image nor a 3-axis sensor window: raw "
+                     "loop only")
+    base = Config.model_validate({"device_id": "model", "state_dir": str(state_dir),
+                                  "pipelines": [pipeline]})
+    app, config = bench_config(base, base.pipelines[0], state_dir)
+    stages = None
+    if preprocessor is not None:
+        postprocessor = build_postprocessor(config.task, runner.outputs, Labels(),
+                                            f"model {model_path.name}")
+        stages = ModelStages(config, model, runner, preprocessor, postprocessor, Labels())
+    return Subject(app, config, model, runner, stages, notes=notes)
+
+
+def fed_by_bench(pipeline: PipelineConfig, feed: Feed) -> PipelineConfig:
+    """A configured pipeline with the bench's source in place of its own."""
+    if pipeline.window is None:
+        return pipeline.model_copy(update={"source": feed.frames()})
+    channels = len(pipeline.sensor_channels())
+    if channels != SENSOR_CHANNELS:
+        raise UsageError(f"pipeline '{pipeline.name}' reads {channels} sensor channel(s); bench "
+                         f"feeds sensor pipelines from the synthetic {SENSOR_CHANNELS}-axis "
+                         "vibration sensor")
+    return pipeline.model_copy(update={"source": feed.sensor(pipeline.window.rate_hz)})
 
 
 def config_subject(config: Config, name: str | None, *, threads: int | None,
-                   backend: BackendChoice | None, source: SyntheticSource,
-                   state_dir: Path) -> Subject:
-    """One configured pipeline: its model, preprocessing, task, threads and broker."""
+                   backend: BackendChoice | None, feed: Feed, state_dir: Path) -> Subject:
+    """One configured pipeline: its model, preprocessing or windowing, task, threads,
+    backend, accelerator and broker; the bench's source instead of its own."""
     by_name = {p.name: p for p in config.pipelines}
     if name is not None and name not in by_name:
         raise UsageError(f"no pipeline named '{name}' in the config (have: {', '.join(by_name)})")
@@ -405,8 +435,9 @@ def config_subject(config: Config, name: str | None, *, threads: int | None,
         model_update["threads"] = threads
     if backend is not None:
         model_update["backend"] = backend
-    chosen = chosen.model_copy(update={"model": chosen.model.model_copy(update=model_update)})
-    app, pipeline = bench_config(config, chosen, state_dir, source)
+    chosen = fed_by_bench(chosen.model_copy(update={
+        "model": chosen.model.model_copy(update=model_update)}), feed)
+    app, pipeline = bench_config(config, chosen, state_dir)
     stages = ModelStages.load(pipeline, resolve_threads(pipeline.model.threads,
                                                          len(config.pipelines)))
     subject = Subject(app, pipeline, stages.model, stages.runner, stages)
@@ -494,7 +525,7 @@ def raw_inputs(subject: Subject) -> list[npt.NDArray[Any]]:
     """Image models: a real preprocessed frame; others: zeros."""
     if subject.stages is None:
         return [np.zeros(s.shape, s.dtype) for s in subject.runner.inputs]
-    source = build_source(subject.pipeline.source)
+    source = build_source(subject.pipeline.source, window=subject.pipeline.window)
     source.open()
     frame = source.read()
     assert frame is not None
@@ -522,7 +553,7 @@ def measure_raw(runner: PipelineRunner, inputs: Sequence[npt.NDArray[Any]], seco
 def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seconds: float,
                    progress: Progress, label: str) -> LoopMeasure:
     """Read, decode, preprocess, invoke, postprocess, publish: one frame at a time."""
-    source = build_source(subject.pipeline.source)
+    source = build_source(subject.pipeline.source, window=subject.pipeline.window)
     source.open()
     preprocessor, runner, postprocess = stages.preprocessor, stages.runner, stages.postprocessor
     buffer = preprocessor.new_input_buffer()
@@ -672,16 +703,16 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[s
     progress = progress or Progress()
     with tempfile.TemporaryDirectory(prefix="edge-runtime-bench-") as tmp:
         state_dir = Path(tmp)
-        source = bench_source(options.fps, options.frame_size)
+        feed = Feed(options.fps, options.frame_size)
 
         def make_subject() -> Subject:
             if options.model is not None:
                 return model_subject(options.model, threads=options.threads,
-                                     backend=options.backend or "auto", source=source,
+                                     backend=options.backend or "auto", feed=feed,
                                      state_dir=state_dir)
             assert options.config is not None
             return config_subject(options.config, options.pipeline, threads=options.threads,
-                                  backend=options.backend, source=source,
+                                  backend=options.backend, feed=feed,
                                   state_dir=state_dir)
 
         outboxes: list[Outbox] = []
@@ -759,6 +790,17 @@ def _measure_rounds(subject: Subject, sink: OutboxSink, first_prediction: float 
         frames=frames, peak_rss_mb=rss, first_prediction_s=first_prediction)
 
 
+def describe_feed(pipeline: PipelineConfig) -> str:
+    source, window = pipeline.source, pipeline.window
+    if isinstance(source, SyntheticSensorSource) and window is not None:
+        return (f"synthetic vibration sensor, {source.rate_hz:g} Hz unpaced, windows of "
+                f"{window.samples} samples every {window.hop or window.samples}")
+    if isinstance(source, SyntheticSource):
+        pace = f"paced at {source.fps:g} fps" if source.fps else "unpaced"
+        return f"synthetic {source.width}x{source.height} jpeg, {pace}"
+    return source.type
+
+
 def describe_subject(subject: Subject, fast_path: FastPath | None,
                      speedup: float | None) -> dict[str, Any]:
     info = subject.runner.info
@@ -773,11 +815,7 @@ def describe_subject(subject: Subject, fast_path: FastPath | None,
         mqtt = subject.app.mqtt
         publish += (f" and MQTT {mqtt.host}:{mqtt.port} topic "
                     f"{subject.app.predictions_topic(subject.pipeline)}")
-    source = subject.pipeline.source
-    assert isinstance(source, SyntheticSource)
-    pace = f"paced at {source.fps:g} fps" if source.fps else "unpaced"
-    fed = (f"synthetic {source.width}x{source.height} jpeg, {pace}" if subject.stages
-           else "none (raw loop only)")
+    fed = describe_feed(subject.pipeline) if subject.stages else "none (raw loop only)"
     return {
         "model": str(subject.model.path), "model_sha256": subject.model.sha256,
         "backend": info.backend, "threads": info.threads,

@@ -70,13 +70,23 @@ def test_bench_text_report_names_every_loop() -> None:
         assert word in result.stdout, word
 
 
-def test_a_model_without_image_input_gets_the_raw_loop_only() -> None:
-    model = MODELS / "vibration_int8.tflite"  # input [1, 256, 3]: a sensor window
-    report = run_bench(BenchOptions(model=model, seconds=0.3), Progress())
-    assert report["raw_fps"] > 0
-    assert report["pipeline_fps"] is None and report["serial_fps"] is None
-    assert report["ratio"] is None and report["first_prediction_s"] is None
-    assert any("not an image" in note for note in report["notes"])
+def test_a_sensor_model_is_fed_windows_of_the_synthetic_sensor() -> None:
+    model = MODELS / "vibration_int8.tflite"  # input [1, 256, 3]: a 3-axis window
+    report = run_bench(BenchOptions(model=model, seconds=0.6), Progress())
+    assert report["source"].startswith("synthetic vibration sensor")
+    assert "windows of 256 samples every 128" in report["source"]
+    assert report["task"] == "classify"
+    assert report["raw_fps"] > 0 and report["pipeline_fps"] > 0 and report["serial_fps"] > 0
+    assert report["latency_ms"]["decode"]["p99"] < 1.0  # windows are not decoded
+    frames = report["frames"]
+    assert frames["captured"] == frames["inferred"] + frames["dropped_frames"]
+
+
+def test_a_model_without_a_class_vector_gets_the_raw_task() -> None:
+    model = Path(__file__).parents[1] / "models" / "yolo_v8_layout.tflite"  # out [1, 7, 84]
+    report = run_bench(BenchOptions(model=model, seconds=0.6), Progress())
+    assert report["task"] == "raw"
+    assert report["pipeline_fps"] > 0 and report["serial_fps"] > 0
 
 
 def test_bench_usage_and_input_errors() -> None:

@@ -11,8 +11,11 @@ from edge_runtime.bench import (
     LoopMeasure,
     busy_machine_note,
     combine,
+    is_classifier,
+    is_image_input,
     round_ratios,
     rounds_for,
+    sensor_window_samples,
     summarise,
     thread_cores,
 )
@@ -31,6 +34,21 @@ def test_rounds_combine_by_adding_frames_and_time() -> None:
     assert (total.frames, total.seconds, total.cpu_seconds) == (400, 3.0, 3.0)
     assert total.fps == pytest.approx(400 / 3.0)  # not the mean of 100 and 150 frames/s
     assert total.cores == pytest.approx(1.0)
+
+
+def tensor(*shape: int) -> TensorSpec:
+    return TensorSpec("t", 0, shape, np.dtype(np.int8), QuantParams(0.5, 0))
+
+
+def test_what_bench_feeds_a_model_alone_follows_its_tensors() -> None:
+    assert is_image_input(tensor(1, 224, 224, 3)) and is_image_input(tensor(1, 28, 28, 1))
+    assert not is_image_input(tensor(1, 256, 3))
+    assert sensor_window_samples(tensor(1, 256, 3)) == 256
+    assert sensor_window_samples(tensor(1, 256, 6)) is None  # not the synthetic 3 axes
+    assert sensor_window_samples(tensor(1, 224, 224, 3)) is None
+    assert is_classifier([tensor(1, 1000)])
+    assert not is_classifier([tensor(1, 10, 4), tensor(1, 10)])
+    assert not is_classifier([tensor(1, 7, 84)])
 
 
 def test_rounds_are_about_a_second_and_at_least_three() -> None:
