@@ -4,16 +4,18 @@ Three loops run on one model in one process, interleaved in rounds of about a se
 that noise from other processes on a shared machine hits all of them alike:
 
 - raw: set the input, invoke, read the outputs - the interpreter's own limit;
-- pipeline: the daemon's four-thread ``Pipeline`` on an unpaced (or ``--fps``-paced)
-  synthetic JPEG source (640x480 unless ``--frame``), with real decoding, preprocessing,
-  postprocessing and publishing into a durable outbox in a temporary directory (and to
-  the broker when ``--config`` names a reachable one);
+- pipeline: the daemon's four-thread ``Pipeline`` fed by the bench: an unpaced (or
+  ``--fps``-paced) synthetic JPEG source (640x480 unless ``--frame``) for image models,
+  the synthetic vibration sensor, unpaced, for sensor models; with real decoding or
+  windowing, preprocessing, postprocessing and publishing into a durable outbox in a
+  temporary directory (and to the broker when ``--config`` names a reachable one);
 - serial: the same work in one thread (read, decode, preprocess, invoke, postprocess,
   publish), the loop users would otherwise write.
 
-A model file alone is benchmarked with default preprocessing; its task is ``classify`` when
-its one output is shaped [1, N], otherwise its outputs are just dequantized (``raw``).
-Models whose input is not an image get the raw loop only.
+A model file alone gets default preprocessing: an image input is fed JPEG frames, a
+[1, samples, 3] input windows of the synthetic sensor (50 % overlap); its task is
+``classify`` when its one output is shaped [1, N], else ``raw`` (outputs dequantized). Any
+other input gets the raw loop only.
 
 The summarising functions come first and are pure; the measuring shell follows.
 """
@@ -281,17 +283,16 @@ class Progress:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
-        self._next = 0.0
         self._width = 0
 
     def phase(self, text: str) -> None:
         self._write(text, newline=not self.tty)
 
-    def update(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty and now >= self._next:
-            self._next = now + PROGRESS_INTERVAL_S
-            self._write(text, newline=False)
+    def rate(self, label: str, frames: int, seconds: float) -> None:
+        """The running rate of a loop (callers call it every PROGRESS_INTERVAL_S, not per
+        frame: formatting costs more than a tiny model's invoke)."""
+        if self.tty and seconds > 0:
+            self._write(f"{label} {frames / seconds:.1f} frames/s", newline=False)
 
     def done(self) -> None:
         if self.tty and self._width:
@@ -540,13 +541,15 @@ def measure_raw(runner: PipelineRunner, inputs: Sequence[npt.NDArray[Any]], seco
     invoke = runner.invoke
     frames = 0
     meter, t0 = CpuMeter(), time.perf_counter()
-    deadline = t0 + seconds
+    deadline, report_at = t0 + seconds, t0 + PROGRESS_INTERVAL_S
     now = t0
     while now < deadline:
         invoke(inputs)
         frames += 1
         now = time.perf_counter()
-        progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
+        if now >= report_at:
+            progress.rate(label, frames, now - t0)
+            report_at = now + PROGRESS_INTERVAL_S
     return meter.measure(frames, now - t0)
 
 
@@ -559,7 +562,7 @@ def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seco
     buffer = preprocessor.new_input_buffer()
     frames = 0
     meter, t0 = CpuMeter(), time.perf_counter()
-    deadline = t0 + seconds
+    deadline, report_at = t0 + seconds, t0 + PROGRESS_INTERVAL_S
     now = t0
     while now < deadline:
         frame = source.read()
@@ -585,7 +588,9 @@ def measure_serial(subject: Subject, stages: ModelStages, sink: OutboxSink, seco
                     Result(frame.number, frame.capture_ts, None, predictions, times, extra))
         frames += 1
         now = time.perf_counter()
-        progress.update(f"{label} {frames / (now - t0):.1f} frames/s")
+        if now >= report_at:
+            progress.rate(label, frames, now - t0)
+            report_at = now + PROGRESS_INTERVAL_S
     source.close()
     return meter.measure(frames, now - t0)
 
@@ -659,8 +664,7 @@ def measure_pipeline(subject: Subject, stages: ModelStages, sink: ResultSink, se
         deadline = start + seconds
         while (now := time.perf_counter()) < deadline:
             time.sleep(min(PROGRESS_INTERVAL_S, deadline - now))
-            progress.update(f"{label} {(len(timed.times) - first - 1) / (now - start):.1f} "
-                            "frames/s")
+            progress.rate(label, len(timed.times) - first - 1, now - start)
         last = len(timed.times)
         end = result_time(pipeline, timed, last)
         measure, threads1 = meter.measure(last - first, end - start), thread_cpu_seconds()
