@@ -154,6 +154,7 @@ def _load(path: Path | None, overrides: list[str]) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edge_runtime.allocator import retain_freed_memory
     from edge_runtime.bundled import demo_config
     from edge_runtime.logs import setup_logging
     from edge_runtime.supervisor import Daemon
@@ -161,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     path: Path = args.config or demo_config()
     config = _load(path, args.set)
     setup_logging(config.log_level)
+    retain_freed_memory()
     return Daemon(config, path, args.set).run()
 
 
@@ -365,6 +367,7 @@ def _doctor(args: argparse.Namespace) -> int:
         print(f"doctor: {summary(results)}")
     return code
 def _bench(args: argparse.Namespace) -> int:
+    from edge_runtime.allocator import retain_freed_memory
     from edge_runtime.bench import BenchOptions, format_report, run_bench
 
     if (args.model is None) == (args.config is None):
@@ -385,6 +388,7 @@ def _bench(args: argparse.Namespace) -> int:
     options = BenchOptions(model=args.model, config=config, pipeline=args.pipeline,
                            threads=args.threads, backend=args.backend, seconds=args.seconds,
                            fps=args.fps, frame_size=(int(width), int(height)))
+    retain_freed_memory()  # as the daemon does
     report = run_bench(options)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return int(ExitCode.OK)
