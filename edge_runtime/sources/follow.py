@@ -15,8 +15,8 @@ import numpy.typing as npt
 
 from edge_runtime.config.schema import FileSensorSource
 from edge_runtime.errors import SourceError
-from edge_runtime.processing.readings import HeaderMismatchError, LineParser
-from edge_runtime.sources.sensor import ArrivalClock, line_format, parser_counters
+from edge_runtime.processing.readings import LineParser
+from edge_runtime.sources.sensor import ArrivalClock, feed_parser, line_format, parser_counters
 from edge_runtime.types import SampleBlock
 
 READ_CHUNK_BYTES = 65_536
@@ -184,11 +184,7 @@ class FileReader:
         return SampleBlock(pending.times[:ready], pending.values[:ready])
 
     def _feed(self, data: bytes) -> SampleBlock:
-        try:
-            return self.parser.feed(data, self._clock.now())
-        except HeaderMismatchError as err:
-            raise SourceError(f"{self.description}: {err}",
-                              hint="fix the channels' column names") from err
+        return feed_parser(self.parser, data, self._clock, self.description)
 
     def close(self) -> None:
         if self._fd is not None:

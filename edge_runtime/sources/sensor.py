@@ -21,8 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_runtime.config.schema import LineSource
+from edge_runtime.errors import SourceError
 from edge_runtime.processing.readings import (
     TIME_UNIT_S,
+    HeaderMismatchError,
     JsonPath,
     LineFormat,
     LineParser,
@@ -92,6 +94,17 @@ def line_format(config: LineSource) -> LineFormat:
         offset=tuple(c.offset for c in channels), has_time=time_config is not None,
         time_scale=TIME_UNIT_S[time_config.unit] if time_config else 1.0,
         delimiter=config.delimiter, header=config.header)
+
+
+def feed_parser(parser: LineParser, data: bytes, clock: ArrivalClock,
+                description: str) -> SampleBlock:
+    """Parse raw bytes of a line-based source; a header that no longer names the configured
+    channels is a SourceError (the pipeline reports it and reopens the source)."""
+    try:
+        return parser.feed(data, clock.now())
+    except HeaderMismatchError as err:
+        raise SourceError(f"{description}: {err}",
+                          hint="fix the channels' column names") from err
 
 
 def parser_counters(parser: LineParser) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import serial
 
 from edge_runtime.config.schema import SerialSource
 from edge_runtime.errors import SourceError
-from edge_runtime.processing.readings import HeaderMismatchError, LineParser
-from edge_runtime.sources.sensor import ArrivalClock, line_format, parser_counters
+from edge_runtime.processing.readings import LineParser
+from edge_runtime.sources.sensor import ArrivalClock, feed_parser, line_format, parser_counters
 from edge_runtime.types import SampleBlock
 
 READ_CHUNK_BYTES = 65_536
@@ -58,11 +58,7 @@ class SerialReader:
             data = port.read(min(max(1, port.in_waiting), READ_CHUNK_BYTES))
         except (serial.SerialException, OSError) as err:
             raise SourceError(f"{self.description} failed: {err}") from err
-        try:
-            return self.parser.feed(data, self._clock.now())
-        except HeaderMismatchError as err:
-            raise SourceError(f"{self.description}: {err}",
-                              hint="fix the channels' column names") from err
+        return feed_parser(self.parser, data, self._clock, self.description)
 
     def close(self) -> None:
         if self._port is not None:

@@ -25,6 +25,7 @@ from tests.support.delivery import (
     read_stats,
     rss_kib,
     start_daemon,
+    wait_for_all,
     wait_results,
     write_config,
 )
@@ -62,9 +63,7 @@ def test_broker_restarted_twice_mid_stream_loses_nothing(
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
     assert counters["depth"] == 0
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=30)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=30)
     duplicates = assert_complete(subscriber, counters)
     print(f"duplicates per pipeline: {duplicates}")
     assert "Traceback" not in daemon.log_text()
@@ -108,9 +107,7 @@ def test_long_outage_keeps_memory_flat_and_drains_in_order(
                       < 1000, timeout=60), daemon.log_text()
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=60)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=60)
     assert_complete(subscriber, counters)
 
 
@@ -141,9 +138,7 @@ def test_daemon_started_without_broker_delivers_everything_once_it_comes(
     assert subscriber.wait_for_count("a", before + 50, timeout_s=30)
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=30)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=30)
     assert_complete(subscriber, counters)
     # seq 0 was produced about BROKER_LATE_S before the broker existed
     assert subscriber.seqs("a")[0] == 0

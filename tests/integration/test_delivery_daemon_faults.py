@@ -28,6 +28,7 @@ from tests.support.delivery import (
     predictions_filter,
     read_stats,
     start_daemon,
+    wait_for_all,
     wait_results,
     write_config,
 )
@@ -57,9 +58,7 @@ def test_daemon_killed_three_times_loses_nothing(
     assert subscriber.wait_for_count("a", before + 100, timeout_s=30), daemon.log_text()
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=30)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=30)
     duplicates = assert_complete(subscriber, counters)
     print(f"{waiting} message(s) were waiting after the last kill; duplicates {duplicates}")
 
@@ -98,9 +97,7 @@ def test_sigterm_under_load_exits_in_time_and_the_next_start_delivers_the_rest(
                       < 100, timeout=30), daemon.log_text()
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=30)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=30)
     assert_complete(subscriber, counters)
 
 

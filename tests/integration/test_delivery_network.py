@@ -26,6 +26,7 @@ from tests.support.delivery import (
     read_stats,
     start_daemon,
     thread_count,
+    wait_for_all,
     wait_results,
     write_config,
 )
@@ -66,9 +67,7 @@ def test_connection_cut_every_few_seconds_loses_nothing_and_leaks_nothing(
     assert stats is not None and stats["broker"]["reconnects"] >= cuts
     assert daemon.terminate() == 0, daemon.log_text()
     counters = outbox_stats(config)
-    for name in PIPELINES:
-        assert subscriber.wait_for_seqs(name, range(counters["pipelines"][name]["next_seq"]),
-                                        timeout_s=30)
+    wait_for_all(subscriber, counters, PIPELINES, timeout_s=30)
     duplicates = assert_complete(subscriber, counters)
     print(f"duplicates per pipeline after {cuts} cuts: {duplicates}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,15 @@ def outbox_stats(config: Path) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     return report
+
+
+def wait_for_all(subscriber: SeqSubscriber, counters: dict[str, Any],
+                 pipelines: Iterable[str], timeout_s: float) -> None:
+    """Wait until every seq the daemon assigned (0 .. next_seq - 1) arrived, per pipeline."""
+    for name in pipelines:
+        expected = range(counters["pipelines"][name]["next_seq"])
+        assert subscriber.wait_for_seqs(name, expected, timeout_s=timeout_s), (
+            f"pipeline {name}: missing {subscriber.missing(name, expected)[:10]}")
 
 
 def assert_complete(subscriber: SeqSubscriber, counters: dict[str, Any]) -> dict[str, int]:
